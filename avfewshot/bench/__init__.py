@@ -1,0 +1,1 @@
+"""Benchmarks (``avfewshot bench NAME``): each prints figures and ratios; none is a unit test."""

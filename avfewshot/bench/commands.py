@@ -1,0 +1,25 @@
+"""``avfewshot bench NAME``: run one benchmark module ``avfewshot.bench.<name>`` (its ``main(args)``)."""
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = {
+    "data": "cold-decode vs warm-cache throughput on the synthetic LLP set",
+    "zeroshot": "zero-shot evaluation throughput on the demo and time outside the encoders",
+    "dgsct": "real-size DG-SCT training step time, peak memory and achieved GFLOP/s",
+    "baselines": "CoOp / CLIP-Adapter epoch time with and without the feature cache; CoCoOp truncation",
+}
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("bench", help="run a benchmark and print its figures")
+    p.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
+    p.add_argument("--repeats", type=int, default=None, help="measured repetitions (benchmark default if unset)")
+    p.add_argument("--out", default=None, help="also write the figures as JSON to this file")
+    p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    module = importlib.import_module(f"avfewshot.bench.{args.name}")
+    return int(module.main(args) or 0)

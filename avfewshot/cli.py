@@ -1,0 +1,64 @@
+"""Command-line front end: parses arguments, then calls into the library.
+
+Each area of the library contributes its sub-commands through an ``add_commands(subparsers)``
+function in a small ``commands`` module; those modules import nothing heavy at import time, so
+``avfewshot --help`` is instant and never touches torch or the network.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# Modules that contribute sub-commands, in help order.
+COMMAND_MODULES = [
+    "avfewshot.engine.commands",       # run, params
+    "avfewshot.experiments.commands",  # sweep, aggregate, plot, pretrain, viz
+    "avfewshot.data.commands",         # data synth|check
+    "avfewshot.data.split_commands",   # splits make
+    "avfewshot.encoders.commands",     # models list
+    "avfewshot.bench.commands",        # bench <name>
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avfewshot",
+        description="Few-shot and zero-shot audio-visual prompt learning on frozen CLIP + CLAP.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"avfewshot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # area not built yet
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from .errors import UserError
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"avfewshot: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avfewshot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

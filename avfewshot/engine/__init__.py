@@ -1,0 +1,1 @@
+"""The one training / evaluation engine every method plugs into."""

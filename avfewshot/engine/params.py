@@ -1,0 +1,56 @@
+"""Parameter counts by module for ``avfewshot params``: real-size architectures, random weights, no files read."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Optional, Tuple
+
+from ..config import parse_overrides, resolve_config
+
+
+def count_by_module(method, depth: int = 2) -> "OrderedDict[str, Tuple[int, int]]":
+    """name prefix (first ``depth`` components) -> (trainable, total)."""
+    table: "OrderedDict[str, List[int]]" = OrderedDict()
+    for name, p in method.named_parameters():
+        key = ".".join(name.split(".")[:depth])
+        row = table.setdefault(key, [0, 0])
+        row[1] += p.numel()
+        if p.requires_grad:
+            row[0] += p.numel()
+    return OrderedDict((k, (v[0], v[1])) for k, v in table.items())
+
+
+def build_real_size(method_name: str, task_name: str, preset: str, clip_arch: Optional[str], overrides: List[str]):
+    import torch
+
+    from ..data.annotations import dataset_class_names
+    from ..methods import build_method
+    from ..tasks import get_task
+    from .trainer import get_backbone
+
+    explicit: Dict[str, object] = {"method": method_name, "task": task_name, "preset": preset, "data.root": "."}
+    explicit.update({"model.clip_weights": "none", "model.clap_weights": "none"})
+    if clip_arch:
+        explicit["model.clip_arch"] = clip_arch
+    explicit.update(parse_overrides(overrides))
+    cfg = resolve_config(explicit)
+    task = get_task(task_name)
+    torch.manual_seed(0)
+    backbone = get_backbone(cfg)
+    names = task.class_list(dataset_class_names(task.dataset))
+    return build_method(method_name, backbone, task, names, cfg.method_args), cfg
+
+
+def print_parameter_table(method_name, task_name, preset, clip_arch, overrides, depth: int = 2) -> None:
+    method, cfg = build_real_size(method_name, task_name, preset, clip_arch, overrides)
+    rows = count_by_module(method, depth)
+    width = max(len(k) for k in rows) + 2
+    print(f"{method_name} on {task_name} (preset {preset}; CLIP {cfg.model.clip_arch}, CLAP {cfg.model.clap_arch}; random weights)")
+    print(f"{'module':<{width}}{'trainable':>14}{'total':>14}")
+    for name, (trainable, total) in rows.items():
+        print(f"{name:<{width}}{trainable:>14,}{total:>14,}")
+    trainable = sum(v[0] for v in rows.values())
+    total = sum(v[1] for v in rows.values())
+    print(f"{'TOTAL':<{width}}{trainable:>14,}{total:>14,}  ({100.0 * trainable / max(total, 1):.2f} % trainable)")
+    if hasattr(method, "parameter_groups"):
+        for group, count in method.parameter_groups().items():
+            print(f"  {group}: {count:,}")

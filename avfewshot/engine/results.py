@@ -1,0 +1,63 @@
+"""Atomic result files: a killed process leaves either the old file or the new one, never half of one."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+PathLike = Union[str, Path]
+
+
+def _atomic_write(path: PathLike, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: PathLike, text: str) -> None:
+    _atomic_write(path, lambda h: h.write(text.encode()))
+
+
+def write_json(path: PathLike, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: PathLike) -> Optional[Dict]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def save_torch(path: PathLike, obj: Any) -> None:
+    import torch
+
+    _atomic_write(path, lambda h: torch.save(obj, h))
+
+
+def load_torch(path: PathLike) -> Any:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "run.log"
+LAST_CKPT = "checkpoint_last.pt"
+FINAL_CKPT = "trainable.pt"
+
+
+def is_finished(run_dir: PathLike) -> bool:
+    return (Path(run_dir) / METRICS_FILE).exists()

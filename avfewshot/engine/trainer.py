@@ -1,0 +1,319 @@
+"""Train a method's trainable parameters, select, evaluate on test, write the run directory.
+
+Resume rule: a checkpoint of the trainable state, optimiser, scheduler and selection state is
+written atomically after every epoch, and every epoch re-seeds its RNGs from (seed, epoch), so a
+killed run restarted from its last checkpoint ends with exactly the metrics of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import RunConfig, dump_yaml
+from ..errors import UserError
+from . import results as res
+
+log = logging.getLogger("avfewshot")
+
+SELECTIONS = ("last", "val", "best_on_test_UNSAFE")
+
+
+# -- building blocks --------------------------------------------------------------------------
+_BACKBONES: Dict[str, object] = {}
+
+
+def get_backbone(cfg: RunConfig):
+    """Build (or reuse within this process) the frozen towers for the model config."""
+    from ..encoders import build_backbone
+
+    key = repr(dataclasses.asdict(cfg.model))
+    if key not in _BACKBONES:
+        _BACKBONES.clear()  # keep at most one backbone in memory
+        _BACKBONES[key] = build_backbone(cfg.model)
+    return _BACKBONES[key]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**31 - 1)
+
+
+def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    raise UserError(f"unknown train.optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
+
+
+def make_scheduler(optimizer, cfg: RunConfig):
+    t = cfg.train
+    warm = max(0, t.warmup_epochs)
+
+    def factor(epoch: int) -> float:  # epoch = number of finished epochs
+        if epoch < warm:
+            return (epoch + 1) / (warm + 1)
+        if t.schedule == "constant":
+            return 1.0
+        if t.schedule == "cosine":
+            span = max(1, t.epochs - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(epoch - warm, span) / span))
+        if t.schedule == "multistep":
+            return t.lr_gamma ** sum(epoch >= m for m in t.milestones)
+        raise UserError(f"unknown train.schedule {t.schedule!r}; valid: cosine, multistep, constant")
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def loader(dataset, batch_size: int, cfg: RunConfig, shuffle_seed: Optional[int] = None, sampler=None):
+    from torch.utils.data import DataLoader
+
+    from ..data.dataset import collate_clips
+
+    generator = None
+    if shuffle_seed is not None and sampler is None:
+        generator = torch.Generator().manual_seed(shuffle_seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle_seed is not None and sampler is None,
+        sampler=sampler,
+        generator=generator,
+        collate_fn=collate_clips,
+        num_workers=cfg.data.num_workers,
+        persistent_workers=False,
+    )
+
+
+@torch.no_grad()
+def predict(method, dataset, cfg: RunConfig, progress: bool = False, desc: str = "eval") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fused per-segment scores (N, T, K), labels (N, C), segment labels (N, T) for a dataset."""
+    from tqdm import tqdm
+
+    method.eval()
+    scores, labels, segs = [], [], []
+    for batch in tqdm(loader(dataset, cfg.train.eval_batch_size, cfg), desc=desc, disable=not progress, leave=False):
+        if batch is None:
+            continue
+        out = method(batch)
+        scores.append(out.fused.float().cpu().numpy())
+        labels.append(batch["labels"].numpy())
+        segs.append(batch["segment_labels"].numpy())
+    if not scores:
+        raise UserError(f"no clip of the {desc} set could be decoded")
+    return np.concatenate(scores), np.concatenate(labels), np.concatenate(segs)
+
+
+def evaluate(method, dataset, task, cfg: RunConfig, progress: bool = False, desc: str = "eval") -> Dict[str, float]:
+    scores, labels, segs = predict(method, dataset, cfg, progress, desc)
+    return task.evaluate(scores, labels, segs)
+
+
+def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, progress: bool) -> Dict[str, float]:
+    from tqdm import tqdm
+
+    method.train()
+    params = method.trainable_parameters()
+    totals: Dict[str, float] = {}
+    count = 0
+    bar = tqdm(loader(dataset, cfg.train.batch_size, cfg, shuffle_seed=epoch_seed(cfg.seed, epoch)),
+               desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+    for batch in bar:
+        if batch is None:
+            continue
+        scores = method(batch)
+        loss, parts = method.loss(batch, scores, epoch)
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower train.lr or check the inputs")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        count += 1
+        for key, value in {"loss": float(loss), **parts}.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+    return {k: v / max(count, 1) for k, v in totals.items()}
+
+
+# -- the run ----------------------------------------------------------------------------------
+def _setup_logging(run_dir: Path) -> logging.Handler:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / res.LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _environment() -> Dict[str, str]:
+    return {
+        "avfewshot": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "argv": " ".join(sys.argv),
+    }
+
+
+def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, say=print) -> Dict:
+    """Run (or resume, or skip when finished) one (task, method, shots, seed) experiment."""
+    from ..methods import build_method
+    from ..methods.features import FeatureStore
+    from ..tasks import get_task
+
+    if cfg.train.selection not in SELECTIONS:
+        raise UserError(f"unknown train.selection {cfg.train.selection!r}; valid: {', '.join(SELECTIONS)}")
+    run_dir = cfg.run_dir()
+    if res.is_finished(run_dir) and not force:
+        say(f"[avfewshot] {run_dir} is finished; skipping (use --force to run again)")
+        return res.read_json(run_dir / res.METRICS_FILE)
+    if force:
+        for name in (res.METRICS_FILE, res.LAST_CKPT, res.FINAL_CKPT):
+            (run_dir / name).unlink(missing_ok=True)
+    handler = _setup_logging(run_dir)
+    try:
+        return _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task) -> Dict:
+    started = time.time()
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    task = get_task(cfg.task)
+    if cfg.demo:
+        say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
+            "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
+    backbone = get_backbone(cfg)
+    data = build_run_data_for(cfg, task, backbone)
+    class_list = task.class_list(data.class_names)
+    torch.manual_seed(cfg.seed)  # method initialisation depends on the seed only
+    method = build_method(cfg.method, backbone, task, class_list, cfg.method_args)
+    if cfg.init:
+        from ..experiments.bundles import load_bundle_into
+
+        load_bundle_into(method, cfg.init)
+    if cfg.data.feature_cache and method.cacheable_features:
+        method.features = FeatureStore(backbone)
+    cfg.method_args = dataclasses.asdict(method.cfg)  # save the method's resolved options too
+    res.write_text(run_dir / res.CONFIG_FILE, dump_yaml(cfg))
+    log.info("run %s: task=%s method=%s shots=%d seed=%d preset=%s", run_dir, cfg.task, cfg.method, cfg.shots, cfg.seed, cfg.preset)
+
+    params = method.trainable_parameters()
+    history = []
+    best = {"score": None, "epoch": None}
+    train_time = 0.0
+    if cfg.shots > 0 and params and cfg.train.epochs > 0:
+        history, best, train_time = _train(cfg, run_dir, method, task, data, progress, say)
+    elif cfg.shots > 0 and not params:
+        log.info("method %s has nothing to train; evaluating as is", cfg.method)
+
+    test_metrics = evaluate(method, data.test, task, cfg, progress, desc="test")
+    res.save_torch(run_dir / res.FINAL_CKPT, {"method": cfg.method, "state": method.trainable_state()})
+    metrics = {
+        "task": cfg.task,
+        "method": cfg.method,
+        "shots": cfg.shots,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "demo": cfg.demo,
+        "selection": cfg.train.selection,
+        "main_metric": task.main_metric,
+        "test": test_metrics,
+        "best_epoch": best["epoch"],
+        "val_score": best["score"],
+        "history": history,
+        "num_train_clips": len(data.train) if data.train is not None else 0,
+        "num_val_clips": len(data.val) if data.val is not None else 0,
+        "num_test_clips": len(data.test),
+        "skipped_clips": sorted(set(getattr(data.test, "skipped", [])) | set(getattr(data.train, "skipped", []) or [])),
+        "trainable_parameters": int(sum(p.numel() for p in params)),
+        "split_file": str(data.split_file) if data.split_file else None,
+        "train_seconds": round(train_time, 2),
+        "total_seconds": round(time.time() - started, 2),
+        "environment": _environment(),
+    }
+    res.write_json(run_dir / res.METRICS_FILE, metrics)  # written last: its presence means "finished"
+    (run_dir / res.LAST_CKPT).unlink(missing_ok=True)
+    main = test_metrics[task.main_metric]
+    extra = f", hit rate {test_metrics['hit_rate']:.2f}" if "hit_rate" in test_metrics else ""
+    say(f"[avfewshot] {cfg.task} / {cfg.method} / {cfg.shots}-shot / seed {cfg.seed}: "
+        f"test {task.main_metric} {main:.2f}{extra} ({len(data.test)} clips) -> {run_dir}")
+    log.info("test metrics: %s", test_metrics)
+    return metrics
+
+
+def build_run_data_for(cfg, task, backbone):
+    from .data import build_run_data
+
+    return build_run_data(cfg, task, backbone, need_train=cfg.shots > 0)
+
+
+def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, say):
+    params = method.trainable_parameters()
+    optimizer = make_optimizer(params, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    start_epoch, history = 0, []
+    best = {"score": None, "epoch": None}
+    best_state = None
+    ckpt_path = run_dir / res.LAST_CKPT
+    if ckpt_path.exists():
+        ckpt = res.load_torch(ckpt_path)
+        method.load_trainable_state(ckpt["state"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt.get("best_state")
+        say(f"[avfewshot] resuming {run_dir} after epoch {start_epoch}")
+        log.info("resumed after epoch %d", start_epoch)
+    selection = cfg.train.selection
+    select_on = {"val": data.val, "best_on_test_UNSAFE": data.test}.get(selection)
+    if selection == "val" and data.val is None:
+        raise UserError("train.selection=val but the split has no validation clips; use train.selection=last")
+    if selection == "best_on_test_UNSAFE":
+        say("[avfewshot] WARNING: selecting the epoch on the TEST split (the released DG-SCT protocol); "
+            "these numbers are optimistic and not a fair few-shot result")
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        stats = train_one_epoch(method, data.train, optimizer, cfg, epoch, progress)
+        scheduler.step()
+        entry = {"epoch": epoch + 1, **{k: round(v, 6) for k, v in stats.items()}}
+        if select_on is not None:
+            score = evaluate(method, select_on, task, cfg, desc="val" if selection == "val" else "test")[task.main_metric]
+            entry["select_score"] = score
+            if best["score"] is None or score > best["score"]:
+                best = {"score": score, "epoch": epoch + 1}
+                best_state = method.trainable_state()
+        history.append(entry)
+        log.info("epoch %d: %s", epoch + 1, entry)
+        res.save_torch(ckpt_path, {
+            "epoch": epoch + 1,
+            "state": method.trainable_state(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+            "best": best,
+            "best_state": best_state,
+        })
+    if best_state is not None:
+        method.load_trainable_state(best_state)
+    elif selection == "last":
+        best = {"score": None, "epoch": cfg.train.epochs}
+    return history, best, time.time() - t0

@@ -1,0 +1,17 @@
+"""Errors meant for the user: the CLI prints their message (no traceback) and exits with 2."""
+
+
+class UserError(Exception):
+    """Bad input or a missing resource; the message names the file/row/field and what to do."""
+
+
+class AnnotationError(UserError, ValueError):
+    """A malformed annotation file: the message names the file, the line and what is wrong."""
+
+
+class MediaError(UserError):
+    """A media file that cannot be used (missing, truncated, no audio, too short...)."""
+
+
+class MissingCheckpointError(UserError, FileNotFoundError):
+    """Weights that are not on disk: the message names the expected path and the official source."""

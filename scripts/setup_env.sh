@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create or reuse the avfewshot virtual environment (outside the clone) and install the package.
+# Idempotent: a second call with the same requirements installs nothing.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${AVFEWSHOT_VENV:-$HOME/.cache/avfewshot/venv}"
+py="${PYTHON:-python3}"
+stamp="$venv/.avfewshot-stack"
+want="torch==2.9.1 torchvision==0.24.1 torchaudio==2.9.*; $(sha256sum "$here/requirements.txt" | cut -c1-16)"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[setup] creating virtual environment at $venv"
+  mkdir -p "$(dirname "$venv")"
+  "$py" -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONSTRAINT=
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing the pinned torch stack (first time only: large download)"
+  pip install -q torch==2.9.1 torchvision==0.24.1
+  pip install -q torch==2.9.1 'torchaudio==2.9.*'
+  pip install -q -r "$here/requirements.txt"
+  # laion-clap's metadata pins numpy<2 and pulls wandb/wget; its model code needs only what requirements.txt lists.
+  pip install -q --no-deps laion-clap==1.1.7
+  echo "$want" > "$stamp"
+else
+  echo "[setup] reusing $venv"
+fi
+pip install -q --no-deps --no-build-isolation -e "$here" 2>/dev/null || pip install -q --no-deps -e "$here"
+echo "[setup] ready: $venv"
