@@ -143,9 +143,9 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
         optimizer.step()
         count += 1
-        for key, value in {"loss": float(loss), **parts}.items():
+        for key, value in {"loss": float(loss.detach()), **parts}.items():
             totals[key] = totals.get(key, 0.0) + float(value)
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     return {k: v / max(count, 1) for k, v in totals.items()}
 
 

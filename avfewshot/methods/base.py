@@ -66,7 +66,7 @@ class Method(nn.Module):
         l_v, l_a = scores.visual, scores.audio
         if l_v is None or l_a is None:
             loss = fusion_lib.soft_cross_entropy(self.task.reduce(scores.fused), target)
-            return loss, {"loss": float(loss)}
+            return loss, {"loss": float(loss.detach())}
         return fusion_lib.fused_loss(self.task.reduce(l_v), self.task.reduce(l_a), target, self.cfg.fusion, self.cfg.sum_weights)
 
     def trainable_parameters(self) -> List[nn.Parameter]:

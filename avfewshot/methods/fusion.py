@@ -83,7 +83,7 @@ def fused_loss(
         ce_v = soft_cross_entropy(l_v, target, reduce=False)
         ce_a = soft_cross_entropy(l_a, target, reduce=False)
         loss = (w1 * ce_v + (1 - w1) * ce_a).mean()
-        return loss, {"loss_v": float(ce_v.mean()), "loss_a": float(ce_a.mean()), "w_v": float(w1.mean())}
+        return loss, {"loss_v": float(ce_v.detach().mean()), "loss_a": float(ce_a.detach().mean()), "w_v": float(w1.mean())}
     fused = fuse(l_v, l_a, mode, sum_weights)
     loss = soft_cross_entropy(fused, target)
-    return loss, {"loss_fused": float(loss)}
+    return loss, {"loss_fused": float(loss.detach())}
