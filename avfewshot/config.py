@@ -28,7 +28,7 @@ class DataConfig:
     feature_cache: bool = True  # frozen-feature cache where a method allows it
     on_error: str = "raise"  # raise | skip (report and skip clips whose media cannot be decoded)
     num_workers: int = 0
-    split_protocol: str = "coop"  # coop (seeded random K per class) | dgsct (first K rows per class)
+    split_protocol: str = "coop"  # coop (seeded random K per class) | dgsct (first K rows per class) | full (pretraining)
     splits_dir: str = "splits"
     allow_fewer: bool = False
 

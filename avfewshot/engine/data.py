@@ -78,7 +78,11 @@ def build_run_data(cfg: RunConfig, task, backbone, need_train: bool) -> RunData:
 
     train = val = None
     split_file = None
-    if need_train:
+    if need_train and cfg.data.split_protocol == "full":  # pretraining: every train / val clip
+        train = dataset(annotations.split("train"))
+        val_records = annotations.split("val")
+        val = dataset(val_records) if val_records else None
+    elif need_train:
         out = splits_dir(cfg, root)
         split_file = splits_lib.split_path(out, task.dataset, cfg.data.split_protocol, cfg.shots, cfg.seed)
         if not split_file.exists():
