@@ -77,43 +77,48 @@ def make_scheduler(optimizer, cfg: RunConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def loader(dataset, batch_size: int, cfg: RunConfig, shuffle_seed: Optional[int] = None, sampler=None):
+def loader(dataset, batch_size: int, cfg: RunConfig, shuffle_seed: Optional[int] = None):
+    """Batches of ``batch_size`` clips in total over all processes (each rank loads its share)."""
     from torch.utils.data import DataLoader
 
     from ..data.dataset import collate_clips
+    from .distributed import EpochShardSampler, context
 
-    generator = None
-    if shuffle_seed is not None and sampler is None:
-        generator = torch.Generator().manual_seed(shuffle_seed)
+    ctx = context()
+    if batch_size % ctx.world:
+        raise UserError(f"batch size {batch_size} is not divisible by the {ctx.world} processes")
+    sampler = EpochShardSampler(len(dataset), ctx, seed=shuffle_seed or 0, shuffle=shuffle_seed is not None)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle_seed is not None and sampler is None,
+        batch_size=batch_size // ctx.world,
         sampler=sampler,
-        generator=generator,
         collate_fn=collate_clips,
         num_workers=cfg.data.num_workers,
-        persistent_workers=False,
     )
 
 
 @torch.no_grad()
 def predict(method, dataset, cfg: RunConfig, progress: bool = False, desc: str = "eval") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fused per-segment scores (N, T, K), labels (N, C), segment labels (N, T) for a dataset."""
+    """Fused per-segment scores (N, T, K), labels (N, C), segment labels (N, T), in dataset order.
+
+    Under torchrun each rank predicts its shard and the shards are gathered on every rank.
+    """
     from tqdm import tqdm
 
+    from .distributed import context
+
     method.eval()
-    scores, labels, segs = [], [], []
+    parts = []
     for batch in tqdm(loader(dataset, cfg.train.eval_batch_size, cfg), desc=desc, disable=not progress, leave=False):
         if batch is None:
             continue
         out = method(batch)
-        scores.append(out.fused.float().cpu().numpy())
-        labels.append(batch["labels"].numpy())
-        segs.append(batch["segment_labels"].numpy())
-    if not scores:
+        parts.append((batch["index"].numpy(), out.fused.float().cpu().numpy(), batch["labels"].numpy(), batch["segment_labels"].numpy()))
+    parts = [p for shard in context().gather(parts) for p in shard]
+    if not parts:
         raise UserError(f"no clip of the {desc} set could be decoded")
-    return np.concatenate(scores), np.concatenate(labels), np.concatenate(segs)
+    order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
+    return tuple(np.concatenate([p[i] for p in parts])[order] for i in (1, 2, 3))
 
 
 def evaluate(method, dataset, task, cfg: RunConfig, progress: bool = False, desc: str = "eval") -> Dict[str, float]:
@@ -121,9 +126,11 @@ def evaluate(method, dataset, task, cfg: RunConfig, progress: bool = False, desc
     return task.evaluate(scores, labels, segs)
 
 
-def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, progress: bool) -> Dict[str, float]:
+def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, progress: bool, model=None) -> Dict[str, float]:
+    """One pass over the train set; ``model`` is the (possibly DDP-wrapped) module whose forward runs."""
     from tqdm import tqdm
 
+    model = model or method
     method.train()
     params = method.trainable_parameters()
     totals: Dict[str, float] = {}
@@ -133,7 +140,7 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
     for batch in bar:
         if batch is None:
             continue
-        scores = method(batch)
+        scores = model(batch)
         loss, parts = method.loss(batch, scores, epoch)
         if not torch.isfinite(loss):
             raise UserError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower train.lr or check the inputs")
@@ -160,49 +167,64 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
 
 
 def _environment() -> Dict[str, str]:
+    from .distributed import context
+
     return {
         "avfewshot": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "processes": str(context().world),
         "argv": " ".join(sys.argv),
     }
 
 
 def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, say=print) -> Dict:
     """Run (or resume, or skip when finished) one (task, method, shots, seed) experiment."""
-    from ..methods import build_method
-    from ..methods.features import FeatureStore
-    from ..tasks import get_task
+    from .distributed import init_from_environment
 
+    ctx = init_from_environment()
     if cfg.train.selection not in SELECTIONS:
         raise UserError(f"unknown train.selection {cfg.train.selection!r}; valid: {', '.join(SELECTIONS)}")
     run_dir = cfg.run_dir()
     if res.is_finished(run_dir) and not force:
-        say(f"[avfewshot] {run_dir} is finished; skipping (use --force to run again)")
+        if ctx.main:
+            say(f"[avfewshot] {run_dir} is finished; skipping (use --force to run again)")
         return res.read_json(run_dir / res.METRICS_FILE)
-    if force:
+    if force and ctx.main:
         for name in (res.METRICS_FILE, res.LAST_CKPT, res.FINAL_CKPT):
             (run_dir / name).unlink(missing_ok=True)
-    handler = _setup_logging(run_dir)
+    ctx.barrier()
+    handler = _setup_logging(run_dir) if ctx.main else None
+    say = say if ctx.main else (lambda *a, **k: None)
     try:
-        return _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task)
+        return _run(cfg, run_dir, progress and ctx.main, say, ctx)
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler:
+            log.removeHandler(handler)
+            handler.close()
 
 
-def _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task) -> Dict:
+def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
+    from ..methods import build_method
+    from ..methods.features import FeatureStore
+    from ..tasks import get_task
+    from .data import build_run_data
+
     started = time.time()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    torch.manual_seed(cfg.seed)
     task = get_task(cfg.task)
     if cfg.demo:
         say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
             "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
+    torch.manual_seed(cfg.seed)
     backbone = get_backbone(cfg)
-    data = build_run_data_for(cfg, task, backbone)
+    if ctx.enabled and not ctx.main:
+        ctx.barrier()  # rank 0 synthesises the demo / writes the split first
+    data = build_run_data(cfg, task, backbone, need_train=cfg.shots > 0)
+    if ctx.enabled and ctx.main:
+        ctx.barrier()
     class_list = task.class_list(data.class_names)
     torch.manual_seed(cfg.seed)  # method initialisation depends on the seed only
     method = build_method(cfg.method, backbone, task, class_list, cfg.method_args)
@@ -213,20 +235,18 @@ def _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task) -> D
     if cfg.data.feature_cache and method.cacheable_features:
         method.features = FeatureStore(backbone)
     cfg.method_args = dataclasses.asdict(method.cfg)  # save the method's resolved options too
-    res.write_text(run_dir / res.CONFIG_FILE, dump_yaml(cfg))
+    if ctx.main:
+        res.write_text(run_dir / res.CONFIG_FILE, dump_yaml(cfg))
     log.info("run %s: task=%s method=%s shots=%d seed=%d preset=%s", run_dir, cfg.task, cfg.method, cfg.shots, cfg.seed, cfg.preset)
 
     params = method.trainable_parameters()
-    history = []
-    best = {"score": None, "epoch": None}
-    train_time = 0.0
+    history, best, train_time = [], {"score": None, "epoch": None}, 0.0
     if cfg.shots > 0 and params and cfg.train.epochs > 0:
-        history, best, train_time = _train(cfg, run_dir, method, task, data, progress, say)
+        history, best, train_time = _train(cfg, run_dir, method, task, data, progress, say, ctx)
     elif cfg.shots > 0 and not params:
         log.info("method %s has nothing to train; evaluating as is", cfg.method)
 
     test_metrics = evaluate(method, data.test, task, cfg, progress, desc="test")
-    res.save_torch(run_dir / res.FINAL_CKPT, {"method": cfg.method, "state": method.trainable_state()})
     metrics = {
         "task": cfg.task,
         "method": cfg.method,
@@ -243,15 +263,18 @@ def _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task) -> D
         "num_train_clips": len(data.train) if data.train is not None else 0,
         "num_val_clips": len(data.val) if data.val is not None else 0,
         "num_test_clips": len(data.test),
-        "skipped_clips": sorted(set(getattr(data.test, "skipped", [])) | set(getattr(data.train, "skipped", []) or [])),
+        "skipped_clips": sorted(set(getattr(data.test, "skipped", []) or []) | set(getattr(data.train, "skipped", []) or [])),
         "trainable_parameters": int(sum(p.numel() for p in params)),
         "split_file": str(data.split_file) if data.split_file else None,
         "train_seconds": round(train_time, 2),
         "total_seconds": round(time.time() - started, 2),
         "environment": _environment(),
     }
-    res.write_json(run_dir / res.METRICS_FILE, metrics)  # written last: its presence means "finished"
-    (run_dir / res.LAST_CKPT).unlink(missing_ok=True)
+    if ctx.main:
+        res.save_torch(run_dir / res.FINAL_CKPT, {"method": cfg.method, "state": method.trainable_state()})
+        res.write_json(run_dir / res.METRICS_FILE, metrics)  # written last: its presence means "finished"
+        (run_dir / res.LAST_CKPT).unlink(missing_ok=True)
+    ctx.barrier()
     main = test_metrics[task.main_metric]
     extra = f", hit rate {test_metrics['hit_rate']:.2f}" if "hit_rate" in test_metrics else ""
     say(f"[avfewshot] {cfg.task} / {cfg.method} / {cfg.shots}-shot / seed {cfg.seed}: "
@@ -260,13 +283,9 @@ def _run(cfg, run_dir, progress, say, build_method, FeatureStore, get_task) -> D
     return metrics
 
 
-def build_run_data_for(cfg, task, backbone):
-    from .data import build_run_data
+def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, say, ctx):
+    from .distributed import wrap
 
-    return build_run_data(cfg, task, backbone, need_train=cfg.shots > 0)
-
-
-def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, say):
     params = method.trainable_parameters()
     optimizer = make_optimizer(params, cfg)
     scheduler = make_scheduler(optimizer, cfg)
@@ -289,10 +308,11 @@ def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, sa
     if selection == "best_on_test_UNSAFE":
         say("[avfewshot] WARNING: selecting the epoch on the TEST split (the released DG-SCT protocol); "
             "these numbers are optimistic and not a fair few-shot result")
+    model = wrap(method, ctx)
     t0 = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        stats = train_one_epoch(method, data.train, optimizer, cfg, epoch, progress)
+        stats = train_one_epoch(method, data.train, optimizer, cfg, epoch, progress, model=model)
         scheduler.step()
         entry = {"epoch": epoch + 1, **{k: round(v, 6) for k, v in stats.items()}}
         if select_on is not None:
@@ -303,15 +323,17 @@ def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, sa
                 best_state = method.trainable_state()
         history.append(entry)
         log.info("epoch %d: %s", epoch + 1, entry)
-        res.save_torch(ckpt_path, {
-            "epoch": epoch + 1,
-            "state": method.trainable_state(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "history": history,
-            "best": best,
-            "best_state": best_state,
-        })
+        if ctx.main:
+            res.save_torch(ckpt_path, {
+                "epoch": epoch + 1,
+                "state": method.trainable_state(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "history": history,
+                "best": best,
+                "best_state": best_state,
+            })
+        ctx.barrier()
     if best_state is not None:
         method.load_trainable_state(best_state)
     elif selection == "last":

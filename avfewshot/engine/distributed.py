@@ -1,0 +1,89 @@
+"""Multi-process training under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
+
+The engine is the same code path with or without it: ``Context`` says who we are; the epoch
+sampler draws one permutation per (seed, epoch) and gives rank r the positions r, r + W, ...,
+so with the global batch fixed, every optimiser step sees the same clips as a one-process run
+(exactly, when the train set size is a multiple of the global batch). Evaluation is sharded the
+same way and the predictions are gathered before the metrics, which rank 0 writes alone.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, List
+
+import torch
+from torch.utils.data import Sampler
+
+
+@dataclass
+class Context:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def gather(self, obj) -> List:
+        """Every rank's ``obj`` in rank order (on every rank)."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+
+_CONTEXT = Context()
+
+
+def context() -> Context:
+    return _CONTEXT
+
+
+def init_from_environment() -> Context:
+    """Join the process group torchrun describes in the environment (no-op without torchrun)."""
+    global _CONTEXT
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _CONTEXT
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    _CONTEXT = Context(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size())
+    return _CONTEXT
+
+
+class EpochShardSampler(Sampler):
+    """A seeded permutation (or the identity, for evaluation) sharded round-robin over ranks."""
+
+    def __init__(self, size: int, ctx: Context, seed: int = 0, shuffle: bool = True):
+        self.size, self.ctx, self.seed, self.shuffle = size, ctx, seed, shuffle
+
+    def _order(self) -> List[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed)).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order()[self.ctx.rank :: self.ctx.world])
+
+    def __len__(self) -> int:
+        return len(range(self.ctx.rank, self.size, self.ctx.world))
+
+
+def wrap(method, ctx: Context):
+    """The module whose forward the training loop calls (DDP over the trainable parameters)."""
+    if not ctx.enabled:
+        return method
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(method, find_unused_parameters=False, broadcast_buffers=False)
