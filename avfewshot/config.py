@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union, get_args, get_ori
 
 import yaml
 
+from .encoders.config import ModelConfig
 from .errors import UserError
 
 
@@ -22,7 +23,6 @@ class DataConfig:
     root: Optional[str] = None  # None: the embedded synthetic demo
     layout: str = "raw"  # raw (mp4/wav) | dgsct (frames/ + wave/*.npy)
     frame_position: float = 0.5  # where in each second the frame is taken (0 = start, 0.5 = middle)
-    image_norm: str = "clip"  # clip | imagenet
     cache: bool = True  # decoded-input cache
     cache_dir: Optional[str] = None
     feature_cache: bool = True  # frozen-feature cache where a method allows it
@@ -31,16 +31,6 @@ class DataConfig:
     split_protocol: str = "coop"  # coop (seeded random K per class) | dgsct (first K rows per class) | full (pretraining)
     splits_dir: str = "splits"
     allow_fewer: bool = False
-
-
-@dataclass
-class ModelConfig:
-    clip_arch: str = "ViT-B-32"
-    clip_weights: str = "openai"  # a tag from `avfewshot models list`, a local file, or "none" (random)
-    clap_arch: str = "HTSAT-tiny"
-    clap_weights: str = "630k-audioset-best"
-    clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: weights dir)
-    audio_frontend: str = "clap"  # clap (48 kHz, hop 480) | dgsct (32 kHz, hop 320)
 
 
 @dataclass
@@ -87,9 +77,9 @@ class RunConfig:
 # Presets: the paper's clean protocol and a parity mode with the released few-shot code.
 PRESETS: Dict[str, Dict[str, Any]] = {
     "paper": {
-        "data.image_norm": "clip",
+        "model.image_norm": "clip",
         "data.split_protocol": "coop",
-        "model.audio_frontend": "clap",
+        "model.audio_frontend": "native",
         "train.selection": "val",
         "method.fusion": "confidence",
         "method.audio_logit_scale": "exp",
@@ -97,8 +87,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "dgsct-official": {
         "model.clip_arch": "ViT-B-32",
         "model.clap_weights": "630k-audioset-fusion-best",
-        "model.audio_frontend": "dgsct",
-        "data.image_norm": "imagenet",
+        "model.audio_frontend": "dgsct-compat",
+        "model.image_norm": "imagenet",
         "data.split_protocol": "dgsct",
         "train.optimizer": "adam",
         "train.lr": 3e-4,

@@ -7,9 +7,9 @@ from avfewshot.errors import UserError
 
 def test_defaults_then_preset():
     cfg = resolve_config({"data.root": "/data"})
-    assert cfg.preset == "paper" and cfg.data.image_norm == "clip" and cfg.train.selection == "val"
+    assert cfg.preset == "paper" and cfg.model.image_norm == "clip" and cfg.train.selection == "val"
     off = resolve_config({"preset": "dgsct-official", "data.root": "/data"})
-    assert off.data.image_norm == "imagenet" and off.train.lr == 3e-4 and off.train.milestones == [10, 20, 30]
+    assert off.model.image_norm == "imagenet" and off.train.lr == 3e-4 and off.train.milestones == [10, 20, 30]
     assert off.method_args["fusion"] == "sum" and off.data.split_protocol == "dgsct"
 
 

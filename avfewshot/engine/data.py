@@ -44,7 +44,7 @@ def media_spec(cfg: RunConfig, backbone):
 
     return MediaSpec(
         image_size=backbone.image_size,
-        image_norm=cfg.data.image_norm,
+        image_norm=cfg.model.image_norm,
         frame_position=cfg.data.frame_position,
         audio_rate=backbone.audio_rate,
     )
