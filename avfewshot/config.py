@@ -111,6 +111,7 @@ DEMO_OVERRIDES: Dict[str, Any] = {
     "model.clip_weights": "none",
     "model.clap_arch": "tiny",
     "model.clap_weights": "none",
+    "model.audio_frontend": "native",  # the tiny CLAP has its own 16 kHz front end
 }
 
 

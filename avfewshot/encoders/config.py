@@ -1,0 +1,28 @@
+"""The model section of a run config. Kept free of torch so ``avfewshot.config`` can import it cheaply."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class ModelConfig:
+    """Which frozen towers to build and from which weights.
+
+    ``*_weights``: a tag from ``avfewshot models list``, a local file, or ``none`` (random init).
+    ``audio_frontend``: ``native`` (the CLAP architecture's own audio settings), ``clap``
+    (48 kHz, hop 480, as in CLAP pretraining), ``dgsct`` (32 kHz, hop 320, mel matrix computed for
+    32 kHz) or ``dgsct-compat`` (as the released DG-SCT code: 32 kHz audio through the checkpoint's
+    48 kHz mel matrix).
+    """
+
+    clip_arch: str = "ViT-B-32"
+    clip_weights: str = "openai"
+    clap_arch: str = "HTSAT-tiny"
+    clap_weights: str = "630k-audioset-best"
+    clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: <weights>/roberta-base)
+    audio_frontend: str = "native"
+    image_norm: str = "clip"  # clip | imagenet (recorded in the image fingerprint; the data layer applies it)
+
+
+WEIGHTS_NONE = ("none", "random", "")
