@@ -21,6 +21,7 @@ from .errors import UserError
 @dataclass
 class DataConfig:
     root: Optional[str] = None  # None: the embedded synthetic demo
+    media_root: Optional[str] = None  # where the media lives, if not beside the annotation files
     layout: str = "raw"  # raw (mp4/wav) | dgsct (frames/ + wave/*.npy)
     frame_position: float = 0.5  # where in each second the frame is taken (0 = start, 0.5 = middle)
     cache: bool = True  # decoded-input cache

@@ -23,8 +23,9 @@ Two protocols:
 A class with fewer training candidates than asked is an error unless ``allow_fewer``, which keeps
 what there is and records the shortfall in the file. Validation is best effort: a val class with
 fewer than ``min(K, 4)`` clips is always recorded as a ``val`` shortfall, never an error (the
-user chose K for training; real LLP val has classes with 1-3 clips). Under ``dgsct`` a class with no eligible rows at
-all is left out, as the official code does (listed under ``uncovered_classes``).
+user chose K for training; real LLP val has classes with 1-3 clips). A class with no eligible rows at
+all (Speech under ``dgsct`` on LLP, as the official code does; any class a small root lacks) is left
+out and listed under ``uncovered_classes``.
 """
 from __future__ import annotations
 
@@ -112,10 +113,10 @@ def _select(
         order = sorted(range(num_classes), key=lambda c: (len(per_class[c]), c))
     taken: set = set()
     for c in order:
+        if not per_class[c]:  # a class the subset never shows (LLP Speech under dgsct; a small root)
+            uncovered.append(c)
+            continue
         if protocol == "dgsct":
-            if not per_class[c]:
-                uncovered.append(c)
-                continue
             pool = [r for r in per_class[c] if r.clip_id not in taken]  # file order
         else:
             ranked = sorted(per_class[c], key=lambda r: (_rank(seed, subset, c, r.clip_id), r.clip_id))
@@ -206,7 +207,9 @@ def make_split(
         )
     if uncovered:
         notes.append(
-            "dgsct keeps single-label training rows only; classes with none are left out: "
+            "classes without any (eligible) training clip are left out of the split"
+            + (" (dgsct keeps single-label training rows only)" if single_label_only else "")
+            + ": "
             + ", ".join(annotations.class_names[c] for c in uncovered)
         )
     test_ids = {r.clip_id for r in annotations.split("test")}

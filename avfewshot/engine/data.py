@@ -54,13 +54,14 @@ def build_run_data(cfg: RunConfig, task, backbone, need_train: bool) -> RunData:
     from ..data import annotations as ann
     from ..data import splits as splits_lib
     from ..data.cache import DecodedCache
-    from ..data.dataset import AVClipDataset
+    from ..data.dataset import AVClipDataset, decode_all
 
     root = data_root(cfg, task.dataset)
     annotations = ann.read_annotations(task.dataset, root)
     for problem in annotations.problems:
         log.warning("%s", problem)
     spec = media_spec(cfg, backbone)
+    media_root = Path(cfg.data.media_root).expanduser() if cfg.data.media_root else root
     cache = DecodedCache(root=cfg.data.cache_dir, enabled=cfg.data.cache)
     num_classes = len(annotations.class_names)
 
@@ -68,7 +69,7 @@ def build_run_data(cfg: RunConfig, task, backbone, need_train: bool) -> RunData:
         return AVClipDataset(
             records,
             num_classes=num_classes,
-            media_root=root,
+            media_root=media_root,
             spec=spec,
             layout=cfg.data.layout,
             cache=cache,
@@ -98,4 +99,9 @@ def build_run_data(cfg: RunConfig, task, backbone, need_train: bool) -> RunData:
     test = dataset(annotations.split("test"))
     if len(test) == 0:
         raise UserError(f"{root}: the {task.dataset} annotations have no test split to evaluate on")
+    for name, ds in (("train", train), ("val", val), ("test", test)):
+        if ds is not None:  # decode once up front: fills the cache, reports bad clips before training
+            skipped = decode_all(ds, cfg.data.num_workers)
+            if skipped:
+                log.warning("%s: %d clip(s) skipped (undecodable media): %s", name, len(skipped), ", ".join(skipped[:5]))
     return RunData(task.dataset, root, list(annotations.class_names), train, val, test, split_file)
