@@ -1,0 +1,387 @@
+"""Run a (task x method x shots x seed) grid in-process, with one progress display over the grid.
+
+Each cell is one ``avfewshot.api.run`` call, so the engine's per-run rules apply: a finished run
+(its ``metrics.json`` exists) is skipped, an interrupted one resumes from its last checkpoint.
+A failing run is reported and the sweep goes on; the failures are listed at the end.
+
+Zero-shot methods have nothing to train, so a few-shot grid would only repeat the same
+evaluation once per shot count. They run once per seed at ``shots=0`` instead. A method counts
+as zero-shot when (in this order):
+
+1. its class sets ``zero_shot = True`` (``False`` marks it as trained), else
+2. a finished run of it under the results folder recorded its trainable-parameter count, else
+3. it has no trainable parameter when built once on the sweep's own frozen towers.
+
+A trained method runs at every requested shot count; asking for shot 0 evaluates it at its
+initialisation (with ``init=BUNDLE``: the zero-shot transfer of a pretraining bundle).
+
+Layers of one cell's config, lowest first: defaults -> preset -> recipe (``config``, or the
+method's file in ``recipes_dir``) -> ``schedule[method][shots]`` -> the grid keys (task, method,
+shots, seed, preset, data root, results folder) -> ``overrides``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+from ..engine import results as res
+from ..errors import UserError
+
+PathLike = Union[str, Path]
+ANY_METHOD = "*"  # schedule entries for every method
+ANY_DATASET = "*"  # data root for every dataset
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    task: str
+    method: str
+    shots: int
+    seed: int
+
+    @property
+    def label(self) -> str:
+        shots = "zero-shot" if self.shots == 0 else f"{self.shots}-shot"
+        return f"{self.task} / {self.method} / {shots} / seed {self.seed}"
+
+
+@dataclass
+class RunFailure:
+    job: SweepJob
+    error: str
+    run_dir: Optional[Path]
+
+
+class SweepResults(list):
+    """The metrics of every finished cell (a plain list of dicts), plus what did not finish."""
+
+    def __init__(self, metrics: Iterable[Dict] = (), failures: Sequence[RunFailure] = (), skipped: int = 0):
+        super().__init__(metrics)
+        self.failures: List[RunFailure] = list(failures)
+        self.skipped = skipped
+
+
+# -- the grid ---------------------------------------------------------------------------------
+def _as_list(value: Union[str, int, Sequence], name: str) -> List:
+    items = [value] if isinstance(value, (str, int)) else list(value)
+    if not items:
+        raise UserError(f"sweep: give at least one value for {name}")
+    return list(dict.fromkeys(items))  # drop repeats, keep order
+
+
+def expand_grid(tasks: Sequence[str], methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
+                is_zero_shot: Callable[[str], bool]) -> List[SweepJob]:
+    """Every cell, in (task, method, shots, seed) order; zero-shot methods only at shots 0."""
+    bad = [k for k in shots if not isinstance(k, int) or k < 0]
+    if bad:
+        raise UserError(f"sweep: shot counts must be integers >= 0, got {bad}")
+    jobs: List[SweepJob] = []
+    for task in tasks:
+        for method in methods:
+            shot_list = [0] if is_zero_shot(method) else list(shots)
+            for k in shot_list:
+                for seed in seeds:
+                    jobs.append(SweepJob(task, method, k, seed))
+    return list(dict.fromkeys(jobs))
+
+
+def load_schedule(path: Optional[PathLike]) -> Dict[str, Dict[int, Dict[str, Any]]]:
+    """``{method or "*": {shots: {dotted.key: value}}}`` from a YAML file (see runners/paper_schedule.yaml)."""
+    if path is None:
+        return {}
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UserError(f"schedule file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"schedule file {path} is not valid YAML: {exc}") from None
+    out: Dict[str, Dict[int, Dict[str, Any]]] = {}
+    if not isinstance(data, dict):
+        raise UserError(f"schedule file {path} must map method names (or '*') to {{shots: {{key: value}}}}")
+    for method, by_shots in data.items():
+        if not isinstance(by_shots, dict):
+            raise UserError(f"schedule file {path}, method {method!r}: expected a mapping of shot counts to config keys")
+        for shots, keys in by_shots.items():
+            if not isinstance(shots, int) or not isinstance(keys, dict):
+                raise UserError(f"schedule file {path}, method {method!r}, entry {shots!r}: "
+                                "expected `<shots>: {key: value, ...}` with an integer shot count")
+            out.setdefault(str(method), {})[shots] = _flatten(keys)
+    return out
+
+
+def _flatten(mapping: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# -- zero-shot detection ----------------------------------------------------------------------
+def _recorded_trainable_count(results_dir: PathLike, method: str) -> Optional[int]:
+    """The trainable-parameter count a finished run of ``method`` recorded, if any."""
+    for path in sorted(Path(results_dir).glob(f"*/{method}/shot*/seed*/{res.METRICS_FILE}")):
+        try:
+            value = json.loads(path.read_text()).get("trainable_parameters")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def method_is_zero_shot(method: str, cfg) -> bool:
+    """Decide whether ``method`` has anything to train (see the module docstring for the rule)."""
+    import torch
+
+    from ..methods.base import METHODS, _import_all
+
+    _import_all()
+    try:
+        cls = METHODS.get(method)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    declared = getattr(cls, "zero_shot", None)
+    if isinstance(declared, bool):
+        return declared
+    recorded = _recorded_trainable_count(cfg.results_dir, method)
+    if recorded is not None:
+        return recorded == 0
+    from ..engine.trainer import get_backbone
+    from ..methods import build_method
+    from ..tasks import get_task
+
+    task = get_task(cfg.task)
+    placeholder_classes = task.class_list(["placeholder class one", "placeholder class two"])
+    with torch.random.fork_rng(devices=[]):
+        built = build_method(method, get_backbone(cfg), task, placeholder_classes, cfg.method_args)
+    return not built.trainable_parameters()
+
+
+# -- progress ---------------------------------------------------------------------------------
+def format_duration(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+@dataclass
+class GridProgress:
+    """Counts and an ETA over the whole grid, from the durations of the runs that finished."""
+
+    jobs: List[SweepJob]
+    started: float = field(default_factory=time.time)
+    durations: Dict[SweepJob, float] = field(default_factory=dict)
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def record(self, job: SweepJob, seconds: Optional[float]) -> None:
+        if seconds is not None and seconds > 0:
+            self.durations[job] = seconds
+
+    def estimate(self, job: SweepJob) -> Optional[float]:
+        """Mean duration of finished runs alike: same method and shots, else same method, else all."""
+        for alike in (lambda j: (j.method, j.shots) == (job.method, job.shots), lambda j: j.method == job.method, lambda j: True):
+            times = [t for j, t in self.durations.items() if alike(j)]
+            if times:
+                return sum(times) / len(times)
+        return None
+
+    def eta(self, remaining: Sequence[SweepJob]) -> Optional[float]:
+        estimates = [self.estimate(j) for j in remaining]
+        if any(e is None for e in estimates):
+            return None
+        return sum(estimates)
+
+    def line(self, remaining: Sequence[SweepJob]) -> str:
+        total = len(self.jobs)
+        finished = self.done + self.skipped
+        eta = self.eta(remaining)
+        parts = [f"{finished}/{total} finished"]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        parts.append(f"elapsed {format_duration(time.time() - self.started)}")
+        parts.append(f"ETA {format_duration(eta)}" if eta is not None else "ETA after the first finished run")
+        return "[sweep] " + " · ".join(parts)
+
+
+def _is_main_process() -> bool:
+    """Under torchrun only rank 0 prints the grid progress."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# -- the sweep --------------------------------------------------------------------------------
+DataRoots = Union[None, PathLike, Dict[str, PathLike]]
+
+
+def root_for_task(task: str, data_root: DataRoots) -> Optional[str]:
+    """One root for every task, or ``{dataset: root}`` (tasks on AVE and on LLP read different roots)."""
+    if data_root is None or not isinstance(data_root, dict):
+        return None if data_root is None else str(data_root)
+    from ..tasks import get_task
+
+    try:
+        dataset = get_task(task).dataset
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    root = data_root.get(dataset, data_root.get(ANY_DATASET))
+    if root is None:
+        raise UserError(f"no data root for dataset {dataset!r} (task {task!r}); give --data-root {dataset}=DIR")
+    return str(root)
+
+
+def _job_config(job: SweepJob, recipe: Optional[PathLike], schedule, preset, data_root: DataRoots, results_dir, overrides):
+    from .. import api
+
+    layer: Dict[str, Any] = {}
+    for who in (ANY_METHOD, job.method):
+        layer.update(schedule.get(who, {}).get(job.shots, {}))
+    layer.update({"task": job.task, "method": job.method, "shots": job.shots, "seed": job.seed, "preset": preset,
+                  "data.root": root_for_task(job.task, data_root), "results_dir": str(results_dir)})
+    return api.make_config(recipe, list(overrides), **layer)
+
+
+def _recipe_for(method: str, config: Optional[PathLike], recipes_dir: Optional[PathLike]) -> Optional[PathLike]:
+    if config is not None and recipes_dir is not None:
+        raise UserError("sweep: give either --config (one recipe for every method) or --recipes (one file per method), not both")
+    if recipes_dir is None:
+        return config
+    folder = Path(recipes_dir)
+    if not folder.is_dir():
+        raise UserError(f"--recipes {folder} is not a folder of <method>.yaml recipe files")
+    path = folder / f"{method}.yaml"
+    return path if path.exists() else None
+
+
+def plan_sweep(tasks, methods, shots, seeds, preset=None, config=None, overrides=(), data_root=None,
+               results_dir: PathLike = "results", recipes_dir=None, schedule=None):
+    """Expand the grid and resolve every cell's config up front (a typo fails before any run).
+
+    Returns ``[(job, cfg), ...]``.
+    """
+    tasks, methods = _as_list(tasks, "tasks"), _as_list(methods, "methods")
+    shots, seeds = _as_list(shots, "shots"), _as_list(seeds, "seeds")
+    schedule_map = load_schedule(schedule) if not isinstance(schedule, dict) else schedule
+    overrides = list(overrides or ())
+
+    def zero_shot(method: str) -> bool:
+        probe = SweepJob(tasks[0], method, 0, seeds[0])
+        cfg = _job_config(probe, _recipe_for(method, config, recipes_dir), schedule_map, preset, data_root, results_dir, overrides)
+        return method_is_zero_shot(method, cfg)
+
+    jobs = expand_grid(tasks, methods, shots, seeds, zero_shot)
+    return [(job, _job_config(job, _recipe_for(job.method, config, recipes_dir), schedule_map, preset, data_root,
+                              results_dir, overrides)) for job in jobs]
+
+
+def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print) -> SweepResults:
+    """Run planned cells in order; finished ones are read back, failures are collected."""
+    from .. import api
+
+    if not _is_main_process():
+        say = lambda _msg: None  # noqa: E731
+    jobs = [job for job, _ in plan]
+    tracker = GridProgress(jobs)
+    metrics: List[Dict] = []
+    failures: List[RunFailure] = []
+    say(f"[sweep] {len(jobs)} runs: {len({j.task for j in jobs})} task(s) × {len({j.method for j in jobs})} method(s); "
+        f"results in {plan[0][1].results_dir if plan else '-'}")
+    for index, (job, cfg) in enumerate(plan):
+        run_dir = cfg.run_dir()
+        if res.is_finished(run_dir):
+            try:
+                finished = res.read_json(run_dir / res.METRICS_FILE)
+            except ValueError as exc:
+                failures.append(RunFailure(job, f"{run_dir / res.METRICS_FILE} is not valid JSON ({exc}); delete it to run again", run_dir))
+                tracker.failed += 1
+                continue
+            metrics.append(finished)
+            tracker.skipped += 1
+            tracker.record(job, (finished or {}).get("total_seconds"))
+            continue
+        _remove_stale_temp_files(run_dir)
+        resume = " (resuming)" if (run_dir / res.LAST_CKPT).exists() else ""
+        say(f"{tracker.line(jobs[index:])}\n[sweep] run {index + 1}/{len(jobs)}: {job.label}{resume}")
+        t0 = time.time()
+        try:
+            result = api.run(cfg=cfg, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - one failing run must not stop the grid
+            detail = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            failures.append(RunFailure(job, detail, run_dir))
+            tracker.failed += 1
+            say(f"[sweep] FAILED {job.label}: {detail}")
+            if not isinstance(exc, UserError):
+                say(traceback.format_exc().rstrip())
+            continue
+        tracker.done += 1
+        tracker.record(job, time.time() - t0)
+        metrics.append(result)
+    say(_summary(tracker, failures))
+    return SweepResults(metrics, failures, tracker.skipped)
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """A process killed in the middle of an atomic write leaves its ``.<name>.*.tmp``; the real file is intact."""
+    if run_dir.is_dir() and _is_main_process():
+        for stale in run_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def _summary(tracker: GridProgress, failures: Sequence[RunFailure]) -> str:
+    lines = [f"[sweep] done in {format_duration(time.time() - tracker.started)}: {tracker.done} ran, "
+             f"{tracker.skipped} already finished, {len(failures)} failed (of {len(tracker.jobs)})"]
+    for f in failures:
+        where = f" (log: {f.run_dir / res.LOG_FILE})" if f.run_dir and (f.run_dir / res.LOG_FILE).exists() else ""
+        lines.append(f"[sweep]   FAILED {f.job.label}: {f.error}{where}")
+    if failures:
+        lines.append("[sweep] fix the cause and run the same command again: finished runs are skipped, the rest resume")
+    return "\n".join(lines)
+
+
+def sweep(tasks: Union[str, Sequence[str]], methods: Union[str, Sequence[str]], shots: Sequence[int] = (1, 2, 4, 8, 16),
+          seeds: Sequence[int] = (1, 2, 3), preset: Optional[str] = None, config: Optional[PathLike] = None,
+          overrides: Sequence[str] = (), data_root: DataRoots = None, results_dir: PathLike = "results",
+          progress: bool = True, recipes_dir: Optional[PathLike] = None, schedule: Optional[PathLike] = None,
+          say: Callable[[str], None] = print) -> SweepResults:
+    """Run every missing cell of the grid; returns the metrics of every finished cell (a list).
+
+    ``data_root`` is one folder for every task or ``{dataset: folder}`` (e.g. ``{"ave": ..., "llp": ...}``);
+    None runs on the embedded demo. The returned list also has ``.failures`` (cells that raised) and ``.skipped`` (cells that were
+    already finished). ``progress`` controls the per-run progress bars; the grid progress lines
+    are always printed through ``say``.
+    """
+    plan = plan_sweep(tasks, methods, shots, seeds, preset, config, overrides, data_root, results_dir, recipes_dir, schedule)
+    return run_planned(plan, progress=progress, say=say)
+
+
+def describe_plan(plan) -> str:
+    """One line per cell with its state: finished, partial (will resume) or to run."""
+    lines = []
+    for job, cfg in plan:
+        run_dir = cfg.run_dir()
+        if res.is_finished(run_dir):
+            state = "finished"
+        elif (run_dir / res.LAST_CKPT).exists():
+            state = "partial, will resume"
+        else:
+            state = "to run"
+        lines.append(f"{job.label:<48} {state:<22} {run_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The few-shot / zero-shot experiment on the embedded synthetic demo (tiny random encoders, short training):
+# it checks the whole workflow in minutes on a CPU; its numbers say nothing about the methods.
+#   1. sweep: every method x {1, 4, 16} shots x seeds {1, 2} on llp_cls
+#   2. zero-shot: pretrain DG-SCT on the synthetic VGG-Sound 40K, evaluate its bundle on llp_cls at 0 shots
+#   3. aggregate and plot.
+# Interrupt it at any point and run it again: finished runs are skipped, interrupted ones resume.
+#
+#   bash runners/demo_fewshot.sh [RESULTS]            (default results/demo_fewshot)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+venv="${AVFEWSHOT_VENV:-$HOME/.cache/avfewshot/venv}"
+avfewshot="$venv/bin/avfewshot"
+[ -x "$avfewshot" ] || avfewshot="avfewshot"
+results="${1:-results/demo_fewshot}"
+pretrain_results="${results}_pretrain"
+bundle="$pretrain_results/dgsct_vggsound40k.pt"
+demo=(train.epochs=2 train.batch_size=8)
+
+"$avfewshot" sweep --task llp_cls \
+  --methods zeroshot linear_probe coop cocoop clip_adapter maple dgsct \
+  --shots 1 4 16 --seeds 1 2 --recipes runners --results "$results" --no-progress "${demo[@]}"
+
+"$avfewshot" pretrain --dataset vggsound40k --method dgsct --config runners/dgsct_pretrain.yaml \
+  --results "$pretrain_results" --out "$bundle" --no-progress train.epochs=3 train.batch_size=8
+
+"$avfewshot" sweep --task llp_cls --methods dgsct --shots 0 --seeds 1 2 --init "$bundle" \
+  --recipes runners --results "$results" --no-progress "${demo[@]}"
+
+"$avfewshot" aggregate --results "$results" --ci95
+"$avfewshot" plot --results "$results" --out "$results/fewshot.png"
