@@ -16,6 +16,7 @@ import yaml
 
 from .encoders.config import ModelConfig
 from .errors import UserError
+from .paths import runners_dir
 
 
 @dataclass
@@ -72,7 +73,11 @@ class RunConfig:
         return self.data.root is None
 
     def run_dir(self) -> Path:
-        return Path(self.results_dir) / self.task / self.method / f"shot{self.shots}" / f"seed{self.seed}"
+        """results/<task>/<method>/shot<K>[-init-<bundle>]/seed<S> (``full`` instead of shot<K> for pretraining)."""
+        shots = "full" if self.data.split_protocol == "full" else f"shot{self.shots}"
+        if self.init:
+            shots += f"-init-{Path(self.init).stem}"
+        return Path(self.results_dir) / self.task / self.method / shots / f"seed{self.seed}"
 
 
 # Presets: the paper's clean protocol and a parity mode with the released few-shot code.
@@ -106,7 +111,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     },
 }
 
-# The embedded demo: tiny random encoders, short training (its numbers only show the pipeline works).
+# The embedded demo: tiny random encoders (its numbers only show the pipeline works). A method may
+# add demo settings in runners/demo/<method>.yaml: random tiny towers give features with little
+# spread across clips, so their heads need larger learning rates than real CLIP / CLAP features.
 DEMO_OVERRIDES: Dict[str, Any] = {
     "model.clip_arch": "tiny",
     "model.clip_weights": "none",
@@ -228,6 +235,10 @@ def resolve_config(
     root = explicit.get("data.root", recipe_layer.get("data.root"))
     if root in (None, "", "none"):
         layers.append(DEMO_OVERRIDES)
+        method = explicit.get("method", recipe_layer.get("method", RunConfig.method))
+        demo_recipe = runners_dir() / "demo" / f"{method}.yaml"
+        if demo_recipe.exists():  # the demo's tiny random towers want their own learning rates
+            layers.append(load_recipe(demo_recipe))
     layers.append(recipe_layer)
     layers.append(explicit)
     cfg = RunConfig()

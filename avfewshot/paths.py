@@ -36,6 +36,12 @@ def demo_dir() -> Path:
     return cache_root() / "demo"
 
 
+def runners_dir() -> Path:
+    """Recipes: $AVFEWSHOT_RUNNERS, else the project's runners/ folder."""
+    env = os.environ.get("AVFEWSHOT_RUNNERS")
+    return Path(env) if env else PROJECT_DIR / "runners"
+
+
 def prompts_dir() -> Path:
     env = os.environ.get("AVFEWSHOT_PROMPTS")
     return Path(env) if env else PROJECT_DIR / "prompts"

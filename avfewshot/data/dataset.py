@@ -77,6 +77,9 @@ class AVClipDataset:
         self.on_error = on_error
         self.background = bool(background)
         self.skipped: List[str] = []  # clip ids skipped in this process (see decode_all for workers)
+        # False once every frozen feature a method needs is cached: items then carry labels and the
+        # cache key only, and no media is read (see avfewshot.engine.trainer.warm_feature_cache)
+        self.media = True
         self.failures: Dict[int, str] = {}  # index -> error message, known failures are not retried
 
     def __len__(self) -> int:
@@ -127,6 +130,15 @@ class AVClipDataset:
             if self.on_error == "raise":
                 raise MediaError(self.failures[index])
             return None
+        if not self.media:
+            files = find_media(self.media_root, record.media_id, self.layout)
+            return {
+                "index": index,
+                "clip_id": record.clip_id,
+                "cache_key": self.cache.key(files, self.spec),
+                "labels": torch.from_numpy(self.label_vector(record)),
+                "segment_labels": torch.from_numpy(self.segment_vector(record)),
+            }
         try:
             clip, key = self._decode(record)
         except MediaError as exc:
@@ -154,22 +166,25 @@ class AVClipDataset:
 def collate_clips(items: Sequence[Optional[Dict[str, object]]]) -> Optional[Dict[str, object]]:
     """Stack dataset items into the batch contract; skipped (None) items are dropped.
 
-    Returns None when every item of the batch was skipped.
+    Returns None when every item of the batch was skipped. Items without media (a dataset with
+    ``media=False``) give a batch without ``frames`` / ``audio``.
     """
     import torch
 
     kept = [item for item in items if item is not None]
     if not kept:
         return None
-    return {
+    batch = {
         "index": torch.tensor([int(item["index"]) for item in kept], dtype=torch.int64),
         "clip_id": [item["clip_id"] for item in kept],
         "cache_key": [item["cache_key"] for item in kept],
-        "frames": torch.stack([item["frames"] for item in kept]),
-        "audio": torch.stack([item["audio"] for item in kept]),
         "labels": torch.stack([item["labels"] for item in kept]),
         "segment_labels": torch.stack([item["segment_labels"] for item in kept]),
     }
+    for key in ("frames", "audio"):
+        if key in kept[0]:
+            batch[key] = torch.stack([item[key] for item in kept])
+    return batch
 
 
 class _Probe:

@@ -12,6 +12,7 @@ def add_run_arguments(p) -> None:
     p.add_argument("--data-root", default=None, help="dataset root; omit to run on the embedded demo")
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--init", default=None, help="start from a pretraining bundle (zero-shot transfer)")
+    p.add_argument("--log", choices=["tensorboard"], default=None, help="also log to TensorBoard (off by default)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=0.002 method.n_ctx=4")
 
 
@@ -19,6 +20,7 @@ def explicit_from_args(args) -> dict:
     mapping = {
         "task": args.task, "method": args.method, "shots": args.shots, "seed": args.seed,
         "preset": args.preset, "data.root": args.data_root, "results_dir": args.results, "init": args.init,
+        "log": [args.log] if getattr(args, "log", None) else None,
     }
     return {k: v for k, v in mapping.items() if v is not None}
 

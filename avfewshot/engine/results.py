@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Union
 PathLike = Union[str, Path]
 
 
-def _atomic_write(path: PathLike, write) -> None:
+def atomic_write(path: PathLike, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,7 +26,7 @@ def _atomic_write(path: PathLike, write) -> None:
 
 
 def write_text(path: PathLike, text: str) -> None:
-    _atomic_write(path, lambda h: h.write(text.encode()))
+    atomic_write(path, lambda h: h.write(text.encode()))
 
 
 def write_json(path: PathLike, data: Any) -> None:
@@ -43,7 +43,7 @@ def read_json(path: PathLike) -> Optional[Dict]:
 def save_torch(path: PathLike, obj: Any) -> None:
     import torch
 
-    _atomic_write(path, lambda h: torch.save(obj, h))
+    atomic_write(path, lambda h: torch.save(obj, h))
 
 
 def load_torch(path: PathLike) -> Any:

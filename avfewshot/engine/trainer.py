@@ -126,6 +126,17 @@ def evaluate(method, dataset, task, cfg: RunConfig, progress: bool = False, desc
     return task.evaluate(scores, labels, segs)
 
 
+def warm_feature_cache(method, datasets, cfg: RunConfig, progress: bool = False) -> None:
+    """One forward pass over every dataset fills the frozen-feature cache with whatever the method
+    reads; afterwards the datasets stop reading media (their items carry labels and keys only)."""
+    for ds in datasets:
+        if ds is not None:
+            predict(method, ds, cfg, progress, desc="features")
+    for ds in datasets:
+        if ds is not None:
+            ds.media = False
+
+
 def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, progress: bool, model=None) -> Dict[str, float]:
     """One pass over the train set; ``model`` is the (possibly DDP-wrapped) module whose forward runs."""
     from tqdm import tqdm
@@ -229,11 +240,13 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     torch.manual_seed(cfg.seed)  # method initialisation depends on the seed only
     method = build_method(cfg.method, backbone, task, class_list, cfg.method_args)
     if cfg.init:
-        from ..experiments.bundles import load_bundle_into
+        from .bundles import load_bundle_into
 
         load_bundle_into(method, cfg.init)
     if cfg.data.feature_cache and method.cacheable_features:
         method.features = FeatureStore(backbone)
+        if {"image", "audio"} <= set(method.cacheable_features):
+            warm_feature_cache(method, [data.train, data.val, data.test], cfg, progress)
     cfg.method_args = dataclasses.asdict(method.cfg)  # save the method's resolved options too
     if ctx.main:
         res.write_text(run_dir / res.CONFIG_FILE, dump_yaml(cfg))
@@ -253,6 +266,8 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
         "shots": cfg.shots,
         "seed": cfg.seed,
         "preset": cfg.preset,
+        "init": cfg.init,
+        "split_protocol": cfg.data.split_protocol,
         "demo": cfg.demo,
         "selection": cfg.train.selection,
         "main_metric": task.main_metric,
@@ -285,6 +300,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
 
 def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, say, ctx):
     from .distributed import wrap
+    from .tensorboard import close_writer, log_scalars, tensorboard_writer_for
 
     params = method.trainable_parameters()
     optimizer = make_optimizer(params, cfg)
@@ -309,6 +325,7 @@ def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, sa
         say("[avfewshot] WARNING: selecting the epoch on the TEST split (the released DG-SCT protocol); "
             "these numbers are optimistic and not a fair few-shot result")
     model = wrap(method, ctx)
+    writer = tensorboard_writer_for(cfg, run_dir, say) if ctx.main else None
     t0 = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
@@ -323,6 +340,7 @@ def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, sa
                 best_state = method.trainable_state()
         history.append(entry)
         log.info("epoch %d: %s", epoch + 1, entry)
+        log_scalars(writer, entry, epoch + 1)
         if ctx.main:
             res.save_torch(ckpt_path, {
                 "epoch": epoch + 1,
@@ -334,6 +352,7 @@ def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, sa
                 "best_state": best_state,
             })
         ctx.barrier()
+    close_writer(writer)
     if best_state is not None:
         method.load_trainable_state(best_state)
     elif selection == "last":

@@ -5,7 +5,6 @@ Each module has one job and imports nothing heavy at import time:
 - ``sweep``: run a (task x method x shots x seed) grid in-process, skipping finished runs.
 - ``aggregate``: mean +- std over seeds from the per-run ``metrics.json`` files (CSV + Markdown).
 - ``plot``: shot-vs-accuracy curves in the style of the paper's few-shot figure.
-- ``bundles``: self-describing pretraining bundles (``save_bundle`` / ``load_bundle_into``).
 - ``pretrain``: train a method on the full VGG-Sound 40K train split and write its bundle.
-- ``tb``: optional TensorBoard writer.
+- (bundles and the TensorBoard writer live in ``avfewshot.engine``)
 """

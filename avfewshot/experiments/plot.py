@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ..engine.results import _atomic_write
+from ..engine.results import atomic_write
 from ..errors import UserError
 from .aggregate import Row, Table, aggregate
 
@@ -138,7 +138,7 @@ def save_figure(fig, out: PathLike) -> Path:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"--out {out}: unsupported figure format {out.suffix!r}; use one of .{', .'.join(FORMATS)}")
-    _atomic_write(out, lambda handle: fig.savefig(handle, format=fmt, dpi=150))
+    atomic_write(out, lambda handle: fig.savefig(handle, format=fmt, dpi=150))
     return out
 
 

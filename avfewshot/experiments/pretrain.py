@@ -74,7 +74,7 @@ def bundle_from_run(run_dir: PathLike, out: PathLike, metrics: Optional[dict] = 
     from ..engine.trainer import get_backbone
     from ..methods import build_method
     from ..tasks import get_task
-    from .bundles import save_bundle
+    from ..engine.bundles import save_bundle
 
     run_dir = Path(run_dir)
     final = run_dir / res.FINAL_CKPT

@@ -4,13 +4,8 @@ Each cell is one ``avfewshot.api.run`` call, so the engine's per-run rules apply
 (its ``metrics.json`` exists) is skipped, an interrupted one resumes from its last checkpoint.
 A failing run is reported and the sweep goes on; the failures are listed at the end.
 
-Zero-shot methods have nothing to train, so a few-shot grid would only repeat the same
-evaluation once per shot count. They run once per seed at ``shots=0`` instead. A method counts
-as zero-shot when (in this order):
-
-1. its class sets ``zero_shot = True`` (``False`` marks it as trained), else
-2. a finished run of it under the results folder recorded its trainable-parameter count, else
-3. it has no trainable parameter when built once on the sweep's own frozen towers.
+Zero-shot methods (``Method.zero_shot = True``) have nothing to train, so a few-shot grid would
+only repeat the same evaluation once per shot count. They run once per seed at ``shots=0`` instead.
 
 A trained method runs at every requested shot count; asking for shot 0 evaluates it at its
 initialisation (with ``init=BUNDLE``: the zero-shot transfer of a pretraining bundle).
@@ -128,44 +123,15 @@ def _flatten(mapping: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 # -- zero-shot detection ----------------------------------------------------------------------
-def _recorded_trainable_count(results_dir: PathLike, method: str) -> Optional[int]:
-    """The trainable-parameter count a finished run of ``method`` recorded, if any."""
-    for path in sorted(Path(results_dir).glob(f"*/{method}/shot*/seed*/{res.METRICS_FILE}")):
-        try:
-            value = json.loads(path.read_text()).get("trainable_parameters")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, int):
-            return value
-    return None
-
-
-def method_is_zero_shot(method: str, cfg) -> bool:
-    """Decide whether ``method`` has anything to train (see the module docstring for the rule)."""
-    import torch
-
+def method_is_zero_shot(method: str, cfg=None) -> bool:
+    """Whether ``method`` has nothing to train: its class attribute ``Method.zero_shot``."""
     from ..methods.base import METHODS, _import_all
 
     _import_all()
     try:
-        cls = METHODS.get(method)
+        return bool(METHODS.get(method).zero_shot)
     except KeyError as exc:
         raise UserError(str(exc.args[0])) from None
-    declared = getattr(cls, "zero_shot", None)
-    if isinstance(declared, bool):
-        return declared
-    recorded = _recorded_trainable_count(cfg.results_dir, method)
-    if recorded is not None:
-        return recorded == 0
-    from ..engine.trainer import get_backbone
-    from ..methods import build_method
-    from ..tasks import get_task
-
-    task = get_task(cfg.task)
-    placeholder_classes = task.class_list(["placeholder class one", "placeholder class two"])
-    with torch.random.fork_rng(devices=[]):
-        built = build_method(method, get_backbone(cfg), task, placeholder_classes, cfg.method_args)
-    return not built.trainable_parameters()
 
 
 # -- progress ---------------------------------------------------------------------------------

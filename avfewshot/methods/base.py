@@ -45,6 +45,8 @@ class Scores:
 class Method(nn.Module):
     name: str = "method"
     Config: Type[MethodConfig] = MethodConfig
+    #: True when the method has nothing to train (sweeps run it once per seed, at 0 shots)
+    zero_shot: bool = False
     #: frozen features this method may read from the feature cache ("image", "audio")
     cacheable_features: Tuple[str, ...] = ()
 

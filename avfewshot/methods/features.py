@@ -70,6 +70,8 @@ class FeatureStore:
             self.hits += len(keys)
             return torch.stack(cached)
         self.misses += len(keys)
+        if "frames" not in batch:
+            raise RuntimeError(f"{tower} features of {keys[0]} are not cached and the batch carries no media")
         with torch.no_grad():
             out = compute(batch)
         for key, value in zip(keys, out):

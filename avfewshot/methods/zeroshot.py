@@ -20,6 +20,7 @@ class ZeroShot(TowerFeatures, Method):
     """Fused CLIP + CLAP zero-shot classifier (the fusion mode decides how branches combine)."""
 
     name = "zeroshot"
+    zero_shot = True
     Config = MethodConfig
     cacheable_features = ("image", "audio")
     branches = ("visual", "audio")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
-from ..engine import results as res
+from . import results as res
 from ..errors import MissingCheckpointError, UserError
 
 log = logging.getLogger("avfewshot")

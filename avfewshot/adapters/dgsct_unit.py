@@ -1,0 +1,402 @@
+"""The DG-SCT adapter unit: one cross-modal adapter, used for both directions.
+
+``DGSCTUnit`` adapts a stream x (N, L, C) under the guidance of the other modality's tokens
+(N, L_P, C_P) and returns the residual delta (N, L, C) that the caller adds to x. With every switch
+on it computes the official few-shot ``VisualAdapter`` (haoyi-duan/DG-SCT, ``few-shot/nets/
+net_trans.py``; see docs/reference dgsct.md §3), in the batch-first token layout instead of the
+official (N, C, L, 1):
+
+1. guide projection   g' = Linear_{C_P→C}(W_tok · guide + b_tok)           (N, L, C)
+2. latent exchange    P' = P + softmax_L(P g'ᵀ) g';  x ← x + gate_av · softmax_K(x P'ᵀ) P'
+3. prompt             p  = mean_L g'                                        (N, C)
+4. channel (C)        M_c = σ(W₄ ReLU(W₃ (ReLU(W₁p) ⊙ mean_L ReLU(W₂x))))     (N, C)
+5. spatial (S)        s = W₇(ReLU(W₅(x ⊙ (1 + M_c))) ⊙ ReLU(W₆p));  M_s = σ(s)  (N, L)
+6. temporal (T)       M_t = σ(W₈ p)  ("gate")  or  σ(W₈ RNN_t(p_1..p_T))  ("rnn")  (N, 1)
+7. modulation         x' = x ⊙ (1 − α + α·M_c + β·M_s + γ·M_t)
+8. bottleneck         gate · LN(BN(G↑ ReLU(BN(G↓ LN(x')))))  with grouped 1×1 maps G↓, G↑
+
+Switches. A switched-off part has no parameters and its term is dropped:
+
+* ``channel=False``: no W₁–W₄; the spatial branch reads x instead of x ⊙ (1 + M_c), and the
+  modulation loses the whole channel term α·(M_c − 1), i.e. the 1 − α offset goes with it
+  (x' = x ⊙ (1 + β·M_s + γ·M_t)). Keeping the offset would shrink x by 1 − α for no reason; the
+  chosen rule makes "C off" equal to α = 0.
+* ``spatial=False``: no W₅–W₇, no β term. ``temporal=False``: no W₈ (nor RNN), no γ term.
+* ``latent_exchange=False``: no latent tokens and no ``gate_av``; x enters step 3 unchanged.
+* With latent exchange, C, S and T all off, the guide is unused and the projection is not built.
+* ``use_bn`` / ``pre_ln`` / ``post_ln`` / ``output_gate`` drop the BatchNorms, LayerNorms, gate.
+
+Temporal ``"rnn"`` mode (the paper's recurrent temporal attention; the official few-shot code has
+none): rows are video-major (n = T·b + t), the T per-segment prompts of a video form a sequence
+that a one-layer GRU/LSTM (hidden ``rnn_hidden``, default C / reduction) reads in segment order;
+M_t of segment t = σ(W₈ h_t). Unidirectional by default, hence causal: M_t depends on segments
+≤ t only; ``rnn_bidirectional=True`` makes every M_t depend on the whole clip.
+
+Speed (exact up to float rounding): the guide projection runs in whichever order costs fewer
+multiply-adds (tokens first or channels first; the biases are re-associated exactly); the prompt
+p comes from the mean projection row (W̄_tok · guide) without reading the (N, L, C) tensor, which
+is only built for the latent exchange; mean_L(q_a ⊙ q_v) is computed as q_a ⊙ mean_L(q_v); the
+spatial scores fold W₇ into a per-row vector; when L > C/2 the (1 + M_c) scaling is folded into W₅
+per row instead of scaling all tokens; grouped 1×1 maps are one dense GEMM with a block-diagonal
+weight (measured fastest on CPU at these widths; the parameters stay grouped); BatchNorms run on
+the (N·L, C) view without permutes and, outside training, are folded into those GEMMs; the gates
+are folded into a GEMM operand (gate_av) and the post-LN affine (gate).
+
+Note on pre-LN: S and T scale whole tokens (β·M_s per token, γ·M_t per row), and a per-token
+scalar is cancelled by the LayerNorm before the bottleneck; they act only through the channel
+variation of α·M_c. With C off (and pre_ln on) S and T are numerically almost inert. This is the
+official design, kept as is.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+TEMPORAL_MODES = ("gate", "rnn")
+RNN_CELLS = ("gru", "lstm")
+PROJECTION_ORDERS = ("auto", "tokens_first", "channels_first")
+
+
+@dataclass
+class DGSCTUnitConfig:
+    """Sizes, switches and weights of one DG-SCT unit (defaults: official few-shot, cls tasks)."""
+
+    dim: int  # C: width of the adapted stream
+    tokens: int  # L: tokens of the adapted stream
+    guide_dim: int  # C_P: width of the guiding stream
+    guide_tokens: int  # L_P: tokens of the guiding stream
+    reduction: int = 8  # bottleneck width C / reduction
+    conv_groups: int = 2  # groups of the bottleneck's 1x1 maps
+    num_latent_tokens: int = 2  # K latent tokens of the exchange
+    alpha: float = 0.2  # weight of the channel map (with the 1 - alpha offset)
+    beta: float = 0.05  # weight of the spatial map
+    gamma: float = 0.05  # weight of the temporal map
+    channel: bool = True  # C: channel attention
+    spatial: bool = True  # S: spatial (time-frequency for audio) attention
+    temporal: bool = True  # T: temporal attention
+    latent_exchange: bool = True  # LAVisH-style latent-token exchange through gate_av
+    temporal_mode: str = "gate"  # gate (official per-segment sigmoid) | rnn (paper: RNN over segments)
+    rnn_cell: str = "gru"  # gru | lstm (temporal_mode="rnn")
+    rnn_hidden: Optional[int] = None  # RNN width; None = dim // reduction
+    rnn_bidirectional: bool = False  # False: causal over segments
+    use_bn: bool = True
+    pre_ln: bool = True
+    post_ln: bool = True
+    output_gate: bool = True  # zero-initialised output gate (exact zero output at init)
+    segments: int = 10  # T: rows are video-major, n = T*b + t
+    projection_order: str = "auto"  # auto | tokens_first | channels_first (compute only)
+
+    def __post_init__(self) -> None:
+        def fail(field: str, why: str) -> None:
+            value = getattr(self, field)
+            raise UserError(f"DGSCTUnitConfig.{field}={value!r}: {why}")
+
+        for field in ("dim", "tokens", "guide_dim", "guide_tokens", "reduction", "conv_groups",
+                      "num_latent_tokens", "segments"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(field, "must be a positive integer")
+        if self.dim % 2:
+            fail("dim", "must be even (the attention layers use dim // 2 hidden units)")
+        if self.dim % self.reduction:
+            fail("reduction", f"must divide dim={self.dim}")
+        if self.dim % self.conv_groups or (self.dim // self.reduction) % self.conv_groups:
+            fail("conv_groups", f"must divide dim={self.dim} and the bottleneck width "
+                                f"{self.dim // self.reduction}")
+        if self.temporal_mode not in TEMPORAL_MODES:
+            fail("temporal_mode", f"choose one of {', '.join(TEMPORAL_MODES)}")
+        if self.rnn_cell not in RNN_CELLS:
+            fail("rnn_cell", f"choose one of {', '.join(RNN_CELLS)}")
+        if self.rnn_hidden is not None and (isinstance(self.rnn_hidden, bool) or self.rnn_hidden < 1):
+            fail("rnn_hidden", "must be a positive integer or None (= dim // reduction)")
+        if self.projection_order not in PROJECTION_ORDERS:
+            fail("projection_order", f"choose one of {', '.join(PROJECTION_ORDERS)}")
+
+    @property
+    def attention_hidden(self) -> int:
+        """d = C/2: width of the channel squeeze and of the spatial scorer."""
+        return self.dim // 2
+
+    @property
+    def bottleneck_dim(self) -> int:
+        return self.dim // self.reduction
+
+    @property
+    def temporal_rnn_hidden(self) -> int:
+        return self.rnn_hidden if self.rnn_hidden is not None else self.dim // self.reduction
+
+    @property
+    def uses_guide(self) -> bool:
+        return self.latent_exchange or self.channel or self.spatial or self.temporal
+
+    def replace(self, **changes) -> "DGSCTUnitConfig":
+        return dataclasses.replace(self, **changes)
+
+
+class AttentionMaps(NamedTuple):
+    """Maps of one forward; a switched-off part's entries are None.
+
+    ``spatial`` is σ(s), the map that modulates x; ``spatial_pool`` is softmax_L(tanh s), which the
+    official unit returns as its second value (it only feeds a pooling, never the modulation).
+    """
+
+    channel: Optional[torch.Tensor]  # (N, C)
+    spatial: Optional[torch.Tensor]  # (N, L)
+    spatial_pool: Optional[torch.Tensor]  # (N, L)
+    temporal: Optional[torch.Tensor]  # (N, 1)
+
+
+class GroupedPointwise(nn.Module):
+    """A grouped 1x1 map without bias (official: ``Conv2d(in, out, 1, groups=G, bias=False)``).
+
+    ``weight`` is (G, out/G, in/G): block g maps input channels [g·in/G, (g+1)·in/G) to output
+    channels [g·out/G, (g+1)·out/G). Applied to (..., in) as one GEMM with the block-diagonal
+    weight, which measured faster on CPU than per-group GEMMs or conv1d at these widths.
+    """
+
+    def __init__(self, in_features: int, out_features: int, groups: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.groups = in_features, out_features, groups
+        self.weight = nn.Parameter(torch.empty(groups, out_features // groups, in_features // groups))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Conv2d's default: kaiming_uniform(a=sqrt(5)) with fan_in = in/G, i.e. U(±1/sqrt(in/G)).
+        bound = 1.0 / math.sqrt(self.in_features // self.groups)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def dense_weight(self) -> torch.Tensor:
+        if self.groups == 1:
+            return self.weight[0]
+        return torch.block_diag(*self.weight.unbind(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.dense_weight())
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, groups={self.groups}, bias=False"
+
+
+class DGSCTUnit(nn.Module):
+    """Dual-guided spatial-channel-temporal adapter: ``forward(x, guide) -> delta``."""
+
+    def __init__(self, config: DGSCTUnitConfig) -> None:
+        super().__init__()
+        self.config = config
+        cfg = config
+        c, d = cfg.dim, cfg.attention_hidden
+        self.record_maps = False  # set True to keep the detached maps of each forward in last_maps
+        self.last_maps: Optional[AttentionMaps] = None
+
+        if cfg.uses_guide:
+            # official conv_adapter (1x1 Conv2d over the guide's token axis) and fc
+            self.guide_token_proj = nn.Linear(cfg.guide_tokens, cfg.tokens)
+            self.guide_channel_proj = nn.Linear(cfg.guide_dim, c)
+        if cfg.latent_exchange:
+            self.latent_tokens = nn.Parameter(torch.rand(cfg.num_latent_tokens, c))
+            self.exchange_gate = nn.Parameter(torch.zeros(1))
+        if cfg.channel:
+            self.channel_guide = nn.Linear(c, c)  # W1 on the prompt
+            self.channel_self = nn.Linear(c, c)  # W2 on the tokens of x
+            self.channel_squeeze = nn.Linear(c, d)  # W3
+            self.channel_excite = nn.Linear(d, c)  # W4
+        if cfg.spatial:
+            self.spatial_self = nn.Linear(c, d)  # W5 on the channel-attended tokens
+            self.spatial_guide = nn.Linear(c, d)  # W6 on the prompt
+            self.spatial_score = nn.Linear(d, 1)  # W7
+        if cfg.temporal:
+            if cfg.temporal_mode == "rnn":
+                rnn_class = nn.GRU if cfg.rnn_cell == "gru" else nn.LSTM
+                self.temporal_rnn = rnn_class(c, cfg.temporal_rnn_hidden, batch_first=True,
+                                              bidirectional=cfg.rnn_bidirectional)
+                score_in = cfg.temporal_rnn_hidden * (2 if cfg.rnn_bidirectional else 1)
+            else:
+                score_in = c
+            self.temporal_score = nn.Linear(score_in, 1)  # W8
+        if cfg.pre_ln:
+            self.ln_before = nn.LayerNorm(c)
+        self.down = GroupedPointwise(c, cfg.bottleneck_dim, cfg.conv_groups)
+        self.up = GroupedPointwise(cfg.bottleneck_dim, c, cfg.conv_groups)
+        if cfg.use_bn:
+            self.bn_down = nn.BatchNorm1d(cfg.bottleneck_dim)
+            self.bn_up = nn.BatchNorm1d(c)
+        if cfg.post_ln:
+            self.ln_post = nn.LayerNorm(c)
+        if cfg.output_gate:
+            self.gate = nn.Parameter(torch.zeros(1))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, guide: Optional[torch.Tensor] = None, *,
+                return_maps: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, AttentionMaps]]:
+        """x (N, L, C), guide (N, L_P, C_P) -> delta (N, L, C) [, AttentionMaps]."""
+        cfg = self.config
+        self._check_inputs(x, guide)
+
+        prompt = self._project_guide_mean(guide) if cfg.uses_guide else None
+        if cfg.latent_exchange:
+            x = self._latent_exchange(x, self._project_guide(guide))
+
+        channel_map = self._channel_attention(x, prompt) if cfg.channel else None
+        spatial_logits = self._spatial_logits(x, prompt, channel_map) if cfg.spatial else None
+        spatial_map = torch.sigmoid(spatial_logits) if cfg.spatial else None
+        temporal_map = self._temporal_attention(prompt) if cfg.temporal else None
+
+        x = self._modulate(x, channel_map, spatial_map, temporal_map)
+        delta = self._bottleneck(x)
+
+        maps = None
+        if return_maps or self.record_maps:
+            spatial_pool = torch.softmax(torch.tanh(spatial_logits), dim=-1) if cfg.spatial else None
+            maps = AttentionMaps(channel_map, spatial_map, spatial_pool, temporal_map)
+            if self.record_maps:
+                self.last_maps = AttentionMaps(*(m.detach() if m is not None else None for m in maps))
+        return (delta, maps) if return_maps else delta
+
+    def _check_inputs(self, x: torch.Tensor, guide: Optional[torch.Tensor]) -> None:
+        cfg = self.config
+        if x.dim() != 3 or x.shape[1:] != (cfg.tokens, cfg.dim):
+            raise UserError(f"DGSCTUnit: x has shape {tuple(x.shape)}, expected (N, {cfg.tokens}, "
+                            f"{cfg.dim}) = (rows, tokens, dim); convert the official (N, C, L, 1) "
+                            f"layout with x.squeeze(-1).transpose(1, 2)")
+        if cfg.uses_guide:
+            if guide is None:
+                raise UserError("DGSCTUnit: guide is None but this unit uses its guide "
+                                "(latent exchange, channel, spatial or temporal attention is on)")
+            expected = (x.shape[0], cfg.guide_tokens, cfg.guide_dim)
+            if tuple(guide.shape) != expected:
+                raise UserError(f"DGSCTUnit: guide has shape {tuple(guide.shape)}, expected {expected}"
+                                f" = (rows of x, guide_tokens, guide_dim)")
+        if cfg.temporal and cfg.temporal_mode == "rnn" and x.shape[0] % cfg.segments:
+            raise UserError(f"DGSCTUnit: temporal_mode='rnn' needs rows grouped by video "
+                            f"(n = {cfg.segments}·b + t), but x has {x.shape[0]} rows, not a "
+                            f"multiple of segments={cfg.segments}")
+
+    def projection_tokens_first(self) -> bool:
+        """Whether the guide projection maps tokens before channels (the official order)."""
+        cfg = self.config
+        if cfg.projection_order != "auto":
+            return cfg.projection_order == "tokens_first"
+        tokens_first = cfg.tokens * cfg.guide_tokens * cfg.guide_dim + cfg.tokens * cfg.guide_dim * cfg.dim
+        channels_first = cfg.guide_tokens * cfg.guide_dim * cfg.dim + cfg.tokens * cfg.guide_tokens * cfg.dim
+        return tokens_first <= channels_first
+
+    def _project_guide(self, guide: torch.Tensor) -> torch.Tensor:
+        """(N, L_P, C_P) -> (N, L, C): Linear_C(W_tok · guide + b_tok) in the cheaper order."""
+        w_tok, b_tok = self.guide_token_proj.weight, self.guide_token_proj.bias
+        w_ch, b_ch = self.guide_channel_proj.weight, self.guide_channel_proj.bias
+        n = guide.shape[0]
+        if self.projection_tokens_first():
+            tokens = torch.baddbmm(b_tok.unsqueeze(-1), w_tok.expand(n, -1, -1), guide)
+            return F.linear(tokens, w_ch, b_ch)
+        # W_tok (guide W_chᵀ) + b_tok ⊗ rowsum(W_ch) + b_ch, re-associated exactly
+        widened = F.linear(guide, w_ch)
+        bias = torch.addr(b_ch.expand(b_tok.shape[0], -1), b_tok, w_ch.sum(dim=1))
+        return torch.baddbmm(bias, w_tok.expand(n, -1, -1), widened)
+
+    def _project_guide_mean(self, guide: torch.Tensor) -> torch.Tensor:
+        """Token mean of the projected guide, (N, C), without building the (N, L, C) tensor."""
+        w_tok, b_tok = self.guide_token_proj.weight, self.guide_token_proj.bias
+        pooled = torch.matmul(w_tok.mean(dim=0), guide) + b_tok.mean()
+        return self.guide_channel_proj(pooled)
+
+    def _latent_exchange(self, x: torch.Tensor, guide_tokens: torch.Tensor) -> torch.Tensor:
+        """x + gate_av · (the tokens of x read K latent tokens that first read the guide).
+
+        Both softmaxes are unscaled, as in the official unit.
+        """
+        tokens = self.latent_tokens
+        reads = torch.softmax(torch.matmul(tokens, guide_tokens.transpose(1, 2)), dim=-1)  # (N, K, L)
+        tokens = tokens + torch.bmm(reads, guide_tokens)  # (N, K, C)
+        weights = torch.softmax(torch.bmm(x, tokens.transpose(1, 2)), dim=-1)  # (N, L, K)
+        return torch.baddbmm(x, weights, self.exchange_gate * tokens)
+
+    def _channel_attention(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        query_guide = F.relu(self.channel_guide(prompt))  # (N, C)
+        query_self = F.relu(self.channel_self(x), inplace=True).mean(dim=1)  # mean_L(q⊙v) = q⊙mean_L(v)
+        squeezed = F.relu(self.channel_squeeze(query_guide * query_self))
+        return torch.sigmoid(self.channel_excite(squeezed))
+
+    def _spatial_logits(self, x: torch.Tensor, prompt: torch.Tensor,
+                        channel_map: Optional[torch.Tensor]) -> torch.Tensor:
+        """s (N, L) = W₇(ReLU(W₅(x ⊙ (1 + M_c))) ⊙ ReLU(W₆p)) + b₇."""
+        w5, b5 = self.spatial_self.weight, self.spatial_self.bias
+        if channel_map is None:
+            hidden = F.linear(x, w5, b5)
+        elif x.shape[1] > w5.shape[0]:
+            # fewer multiplies to scale W₅'s columns per row than to scale all L tokens
+            scaled = w5 * (1.0 + channel_map).unsqueeze(1)  # (N, d, C)
+            hidden = torch.baddbmm(b5, x, scaled.transpose(1, 2))
+        else:
+            hidden = F.linear(x * (1.0 + channel_map).unsqueeze(1), w5, b5)
+        scorer = self.spatial_score.weight[0] * F.relu(self.spatial_guide(prompt))  # (N, d)
+        scores = torch.baddbmm(self.spatial_score.bias, F.relu(hidden, inplace=True), scorer.unsqueeze(-1))
+        return scores.squeeze(-1)
+
+    def _temporal_attention(self, prompt: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.temporal_mode == "gate":
+            return torch.sigmoid(self.temporal_score(prompt))
+        per_video = prompt.reshape(-1, cfg.segments, prompt.shape[-1])  # (B, T, C)
+        states, _ = self.temporal_rnn(per_video)
+        return torch.sigmoid(self.temporal_score(states)).reshape(-1, 1)
+
+    def _modulate(self, x: torch.Tensor, channel_map: Optional[torch.Tensor],
+                  spatial_map: Optional[torch.Tensor], temporal_map: Optional[torch.Tensor]) -> torch.Tensor:
+        """x ⊙ (1 − α + α·M_c + β·M_s + γ·M_t), with a switched-off part's term dropped."""
+        cfg = self.config
+        row_scale = None  # (N, C) or (N, 1): the per-row part of the factor
+        if channel_map is not None:
+            row_scale = cfg.alpha * channel_map + (1.0 - cfg.alpha)
+        if temporal_map is not None:
+            row_scale = (cfg.gamma * temporal_map + 1.0 if row_scale is None
+                         else row_scale + cfg.gamma * temporal_map)
+        if spatial_map is None:
+            return x if row_scale is None else x * row_scale.unsqueeze(1)
+        token_scale = (cfg.beta * spatial_map).unsqueeze(-1)  # (N, L, 1)
+        if row_scale is None:
+            return x * (token_scale + 1.0)
+        return x * (row_scale.unsqueeze(1) + token_scale)
+
+    def _bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """gate · LN(BN(G↑ ReLU(BN(G↓ LN(x))))) on the (N·L, C) view.
+
+        Outside training the BatchNorms are affine maps and are folded into the grouped maps'
+        dense weights; the gate is folded into the post-LN affine. Both are exact rewrites.
+        """
+        cfg = self.config
+        n, length, c = x.shape
+        h = x.reshape(n * length, c)
+        if cfg.pre_ln:
+            h = self.ln_before(h)
+        h = F.relu(self._pointwise(h, self.down, self.bn_down if cfg.use_bn else None), inplace=True)
+        h = self._pointwise(h, self.up, self.bn_up if cfg.use_bn else None)
+        if cfg.post_ln:
+            weight, bias = self.ln_post.weight, self.ln_post.bias
+            if cfg.output_gate:
+                weight, bias = self.gate * weight, self.gate * bias
+            h = F.layer_norm(h, (c,), weight, bias, self.ln_post.eps)
+        elif cfg.output_gate:
+            h = self.gate * h
+        return h.view(n, length, c)
+
+    def _pointwise(self, h: torch.Tensor, layer: GroupedPointwise,
+                   bn: Optional[nn.BatchNorm1d]) -> torch.Tensor:
+        if bn is None:
+            return layer(h)
+        if bn.training or not bn.track_running_stats:
+            return bn(layer(h))
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        return F.linear(h, layer.dense_weight() * scale.unsqueeze(1), shift)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
