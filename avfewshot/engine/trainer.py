@@ -164,7 +164,11 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             totals[key] = totals.get(key, 0.0) + float(value)
         bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    return {k: v / max(count, 1) for k, v in totals.items()}
+    stats = {k: v / max(count, 1) for k, v in totals.items()}
+    from .distributed import context
+
+    shards = context().gather(stats)  # each rank saw its share of every global batch: average them
+    return {k: sum(s.get(k, 0.0) for s in shards) / len(shards) for k in stats}
 
 
 # -- the run ----------------------------------------------------------------------------------
