@@ -223,7 +223,11 @@ def resolve_config(
     recipe: Optional[Union[str, Path]] = None,
     overrides: Optional[Dict[str, Any]] = None,
 ) -> RunConfig:
-    """defaults -> preset -> recipe -> overrides. ``base`` holds explicit CLI flags (task, method, ...)."""
+    """defaults -> preset -> [demo towers] -> recipe -> [runners/demo/<method>.yaml] -> explicit keys.
+
+    ``base`` holds explicit CLI flags (task, method, ...); ``overrides`` the ``key=value`` items.
+    The two bracketed layers apply only on the embedded demo (no data root).
+    """
     layers: List[Dict[str, Any]] = []
     recipe_layer = load_recipe(recipe) if recipe else {}
     explicit = dict(base or {})
@@ -233,13 +237,15 @@ def resolve_config(
         raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
     layers.append(PRESETS[preset])
     root = explicit.get("data.root", recipe_layer.get("data.root"))
-    if root in (None, "", "none"):
+    demo = root in (None, "", "none")
+    if demo:
         layers.append(DEMO_OVERRIDES)
+    layers.append(recipe_layer)
+    if demo:
         method = explicit.get("method", recipe_layer.get("method", RunConfig.method))
         demo_recipe = runners_dir() / "demo" / f"{method}.yaml"
         if demo_recipe.exists():  # the demo's tiny random towers want their own learning rates
             layers.append(load_recipe(demo_recipe))
-    layers.append(recipe_layer)
     layers.append(explicit)
     cfg = RunConfig()
     for layer in layers:

@@ -66,3 +66,16 @@ def test_presets_only_name_real_keys():
     for name, layer in PRESETS.items():
         resolve_config({"preset": name, "data.root": "/d"})  # every key must resolve
         assert layer
+
+
+def test_demo_recipe_layer(tmp_path, monkeypatch):
+    runners = tmp_path / "runners"
+    (runners / "demo").mkdir(parents=True)
+    (runners / "demo" / "linear_probe.yaml").write_text("train:\n  lr: 0.1\n  epochs: 7\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("method: linear_probe\ntrain:\n  lr: 0.002\n  batch_size: 3\n")
+    monkeypatch.setenv("AVFEWSHOT_RUNNERS", str(runners))
+    demo = resolve_config({}, recipe=recipe, overrides={"train.epochs": 2})
+    assert (demo.train.lr, demo.train.batch_size, demo.train.epochs) == (0.1, 3, 2)  # demo recipe > recipe; CLI wins
+    real = resolve_config({"data.root": "/d"}, recipe=recipe)
+    assert (real.train.lr, real.train.epochs) == (0.002, 20)  # no demo layer on real data
