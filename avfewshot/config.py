@@ -195,17 +195,22 @@ def _flatten(mapping: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def load_recipe(path: Union[str, Path]) -> Dict[str, Any]:
+def read_yaml_mapping(path: Union[str, Path], what: str = "recipe file", shape: str = "a mapping of config keys") -> Dict[str, Any]:
+    """A YAML file that must hold a mapping; errors name the file and what it should hold."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise UserError(f"recipe file {path} does not exist") from None
+        raise UserError(f"{what} {path} does not exist") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"recipe file {path} is not valid YAML: {exc}") from None
+        raise UserError(f"{what} {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise UserError(f"recipe file {path} must hold a mapping of config keys")
-    return _flatten(data)
+        raise UserError(f"{what} {path} must hold {shape}")
+    return data
+
+
+def load_recipe(path: Union[str, Path]) -> Dict[str, Any]:
+    return _flatten(read_yaml_mapping(path))
 
 
 def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:

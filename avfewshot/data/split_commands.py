@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-DATASETS = ("ave", "llp", "vggsound", "vggsound40k")  # mirrors annotations.DATASETS (kept light)
+from .commands import DATASETS
+
 PROTOCOLS = ("coop", "dgsct")
 
 

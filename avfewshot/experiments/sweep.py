@@ -89,18 +89,10 @@ def load_schedule(path: Optional[PathLike]) -> Dict[str, Dict[int, Dict[str, Any
     """``{method or "*": {shots: {dotted.key: value}}}`` from a YAML file (see runners/paper_schedule.yaml)."""
     if path is None:
         return {}
-    import yaml
+    from ..config import read_yaml_mapping
 
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise UserError(f"schedule file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"schedule file {path} is not valid YAML: {exc}") from None
+    data = read_yaml_mapping(path, "schedule file", "a mapping of method names (or '*') to {shots: {key: value}}")
     out: Dict[str, Dict[int, Dict[str, Any]]] = {}
-    if not isinstance(data, dict):
-        raise UserError(f"schedule file {path} must map method names (or '*') to {{shots: {{key: value}}}}")
     for method, by_shots in data.items():
         if not isinstance(by_shots, dict):
             raise UserError(f"schedule file {path}, method {method!r}: expected a mapping of shot counts to config keys")
