@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..config import RunConfig
-from ..errors import UserError
+from ..errors import MediaError, UserError
 
 log = logging.getLogger("avfewshot")
 
@@ -101,7 +101,11 @@ def build_run_data(cfg: RunConfig, task, backbone, need_train: bool) -> RunData:
         raise UserError(f"{root}: the {task.dataset} annotations have no test split to evaluate on")
     for name, ds in (("train", train), ("val", val), ("test", test)):
         if ds is not None:  # decode once up front: fills the cache, reports bad clips before training
-            skipped = decode_all(ds, cfg.data.num_workers)
+            try:
+                skipped = decode_all(ds, cfg.data.num_workers)
+            except MediaError as exc:
+                raise MediaError(f"{exc}\n(to report and skip such clips instead, add data.on_error=skip; "
+                                 f"to list every problem first, run 'avfewshot data check')") from None
             if skipped:
                 log.warning("%s: %d clip(s) skipped (undecodable media): %s", name, len(skipped), ", ".join(skipped[:5]))
     return RunData(task.dataset, root, list(annotations.class_names), train, val, test, split_file)

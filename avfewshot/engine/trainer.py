@@ -297,7 +297,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     main = test_metrics[task.main_metric]
     extra = f", hit rate {test_metrics['hit_rate']:.2f}" if "hit_rate" in test_metrics else ""
     say(f"[avfewshot] {cfg.task} / {cfg.method} / {cfg.shots}-shot / seed {cfg.seed}: "
-        f"test {task.main_metric} {main:.2f}{extra} ({len(data.test)} clips) -> {run_dir}")
+        f"test {task.main_metric} {main:.2f}{extra} ({test_metrics['num_clips']} clips) -> {run_dir}")
     log.info("test metrics: %s", test_metrics)
     return metrics
 
