@@ -81,8 +81,13 @@ def _as_config(cfg: Union[ModelConfig, Any, None], overrides: Dict[str, Any]) ->
     return ModelConfig(**values)
 
 
-def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, **overrides: Any) -> Backbone:
-    """Build the frozen towers. Missing weights raise ``MissingCheckpointError`` before anything heavy runs."""
+def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, placeholder_tokenizer: bool = False,
+                   **overrides: Any) -> Backbone:
+    """Build the frozen towers. Missing weights raise ``MissingCheckpointError`` before anything heavy runs.
+
+    ``placeholder_tokenizer``: for parameter counting only (``avfewshot params``): the CLAP text
+    tower gets stand-in ids instead of needing the RoBERTa vocabulary files.
+    """
     cfg = _as_config(cfg, overrides)
     from . import checkpoints as ckpt
     from . import specs
@@ -92,7 +97,7 @@ def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, **overrides: A
     ckpt.resolve_clap_weights(cfg.clap_weights)
     clap_arch = specs.clap_arch(cfg.clap_arch)
     specs.resolve_frontend(cfg.audio_frontend, clap_arch)
-    tokenizer = build_clap_tokenizer(clap_arch.text, cfg.clap_tokenizer)
+    tokenizer = build_clap_tokenizer(clap_arch.text, cfg.clap_tokenizer, placeholder=placeholder_tokenizer)
 
     clip_model, clip_weights, quick_gelu = build_clip_model(cfg.clip_arch, cfg.clip_weights)
     clap = build_clap_model(cfg.clap_arch, cfg.clap_weights, cfg.audio_frontend)

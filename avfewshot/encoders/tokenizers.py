@@ -72,6 +72,42 @@ class RobertaTextTokenizer:
         return folder_digest(self.folder)
 
 
+class PlaceholderTokenizer:
+    """Deterministic stand-in ids (byte values) for builds that only count parameters.
+
+    ``avfewshot params`` builds real-size towers with random weights and must not need the
+    RoBERTa vocabulary files; nothing built with this tokenizer is ever run on real text.
+    """
+
+    folder = Path("<placeholder>")
+
+    def __init__(self, vocab_size: int, context_length: int = 77):
+        self.vocab_size = vocab_size
+        self.context_length = context_length
+        self.bos_token_id, self.pad_token_id, self.eos_token_id = 0, 1, 2
+
+    def encode(self, text: str) -> List[int]:
+        """One id per word, as RoBERTa's BPE gives for common words ("The sounds of" -> 3 ids)."""
+        import zlib
+
+        return [3 + zlib.crc32(word.encode("utf-8")) % (self.vocab_size - 3) for word in text.split()]
+
+    def __call__(self, texts: List[str]):
+        import torch
+
+        n = self.context_length
+        ids = torch.full((len(texts), n), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(texts), n), dtype=torch.long)
+        for row, text in enumerate(texts):
+            seq = [self.bos_token_id, *self.encode(text)[: n - 2], self.eos_token_id]
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        return ids, mask
+
+    def digest(self) -> str:
+        return "placeholder"
+
+
 def load_roberta_tokenizer(folder: Path, expected_vocab: int):
     missing = [f for f in TOKENIZER_FILES if not (folder / f).is_file()]
     if missing:
@@ -162,7 +198,9 @@ def roberta_tokenizer_dir(text_cfg: dict, override: Optional[str]) -> Path:
     return paths.weights_dir() / entry.folder
 
 
-def build_clap_tokenizer(text_cfg: dict, override: Optional[str]) -> RobertaTextTokenizer:
+def build_clap_tokenizer(text_cfg: dict, override: Optional[str], placeholder: bool = False):
+    if placeholder:
+        return PlaceholderTokenizer(int(text_cfg["vocab_size"]), int(text_cfg.get("context_length", 77)))
     folder = roberta_tokenizer_dir(text_cfg, override)
     return RobertaTextTokenizer(folder, int(text_cfg["vocab_size"]), int(text_cfg.get("context_length", 77)))
 

@@ -25,7 +25,7 @@ def build_real_size(method_name: str, task_name: str, preset: str, clip_arch: Op
     from ..data.annotations import dataset_class_names
     from ..methods import build_method
     from ..tasks import get_task
-    from .trainer import get_backbone
+    from ..encoders import build_backbone
 
     explicit: Dict[str, object] = {"method": method_name, "task": task_name, "preset": preset, "data.root": "."}
     explicit.update({"model.clip_weights": "none", "model.clap_weights": "none"})
@@ -35,7 +35,7 @@ def build_real_size(method_name: str, task_name: str, preset: str, clip_arch: Op
     cfg = resolve_config(explicit)
     task = get_task(task_name)
     torch.manual_seed(0)
-    backbone = get_backbone(cfg)
+    backbone = build_backbone(cfg.model, placeholder_tokenizer=True)
     names = task.class_list(dataset_class_names(task.dataset))
     return build_method(method_name, backbone, task, names, cfg.method_args), cfg
 

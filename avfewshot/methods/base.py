@@ -107,6 +107,7 @@ class Method(nn.Module):
 
 
 def method_config_class(name: str) -> Type[MethodConfig]:
+    _import_all()
     return METHODS.get(name).Config
 
 
