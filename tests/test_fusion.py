@@ -10,12 +10,20 @@ from avfewshot.methods import fusion
 def test_confidence_weights_and_fused_score_by_hand():
     l_v = torch.tensor([[2.0, 0.0]])
     l_a = torch.tensor([[0.0, 1.0]])
-    pv = [math.exp(2) / (math.exp(2) + 1), 1 / (math.exp(2) + 1)]
-    pa = [1 / (1 + math.e), math.e / (1 + math.e)]
-    w1 = [pv[0] / (pv[0] + pa[0]), pv[1] / (pv[1] + pa[1])]
+    y_v = math.exp(2) / (math.exp(2) + 1)  # top visual probability
+    y_a = math.e / (1 + math.e)  # top audio probability
+    w1 = y_v / (y_v + y_a)
     got = fusion.fuse(l_v, l_a, "confidence")
-    want = torch.tensor([[w1[0] * 2.0 + (1 - w1[0]) * 0.0, w1[1] * 0.0 + (1 - w1[1]) * 1.0]])
+    want = torch.tensor([[w1 * 2.0, (1 - w1) * 1.0]])
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_confidence_fusion_keeps_a_consistent_ranking():
+    # audio uninformative (flat, high), visual sure of class 0 and rejecting class 2:
+    # one weight pair per segment keeps class 0 first (per-class weights would rank class 2 first)
+    l_v = torch.tensor([[3.0, 1.0, -2.0]])
+    l_a = torch.tensor([[4.0, 4.0, 4.0]])
+    assert fusion.fuse(l_v, l_a, "confidence").argmax().item() == 0
 
 
 def test_confidence_loss_by_hand():
@@ -25,7 +33,8 @@ def test_confidence_loss_by_hand():
     loss, parts = fusion.fused_loss(l_v, l_a, target, "confidence")
     pv0 = math.exp(2) / (math.exp(2) + 1)
     pa0 = 1 / (1 + math.e)
-    w1 = pv0 / (pv0 + pa0)
+    y_v, y_a = pv0, math.e / (1 + math.e)
+    w1 = y_v / (y_v + y_a)
     want = w1 * -math.log(pv0) + (1 - w1) * -math.log(pa0)
     assert loss.item() == pytest.approx(want, rel=1e-6)
     assert parts["w_v"] == pytest.approx(w1, rel=1e-6)
@@ -38,7 +47,7 @@ def test_confidence_weights_are_detached():
     loss.backward()
     pv = torch.softmax(l_v.detach(), -1)
     pa = torch.softmax(l_a.detach(), -1)
-    w1 = (pv / (pv + pa))[0, 0]
+    w1 = pv.max() / (pv.max() + pa.max())
     # d/dl_v of w1*CE(l_v) with w1 constant: w1 * (softmax - onehot)
     assert torch.allclose(l_v.grad, w1 * (pv - torch.tensor([[1.0, 0.0]])), atol=1e-6)
 

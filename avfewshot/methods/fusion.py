@@ -2,12 +2,14 @@
 
 Modes (one shared function for every method, so baselines and DG-SCT are compared fairly):
 
-- ``confidence`` (the paper's rule, default): per segment and class, y_v = softmax(l_v) and
-  y_a = softmax(l_a) are the two branches' confidences (positive, so the denominator is never
-  negative and never below 2e-12 in float32 after the clamp); w1 = y_v / (y_v + y_a), w2 = 1 - w1;
-  fused score S = w1 * l_v + w2 * l_a. Training loss L = w1* CE(l_v) + w2* CE(l_a), where w1* is w1
-  at the target class(es) (the target-weighted mean for soft targets), **detached**: the weights
-  say how much to trust each branch; they are not themselves optimised.
+- ``confidence`` (the paper's rule, default): per segment, each branch's confidence is its top
+  softmax probability, y_v = max_c softmax(l_v)_c and y_a = max_c softmax(l_a)_c (positive, so the
+  denominator y_v + y_a is never negative and never below 2/K); w1 = y_v / (y_v + y_a), w2 = 1 - w1;
+  fused score S = w1 * l_v + w2 * l_a. Training loss L = w1 * CE(l_v) + w2 * CE(l_a) with the same
+  weights, **detached**: they say how much to trust each branch and are not themselves optimised.
+  The weights are one pair per segment, not per class: per-class weights (as the released code
+  computes them) make the fused ranking inconsistent across classes - a class one branch rejects
+  gets almost all its score from the other branch and can outrank a class both branches support.
 - ``confidence_raw``: the released zero-shot / pretraining code: w1 = l_v / (l_v + l_a) on the raw
   scaled logits, S = (l_v^2 + l_a^2) / (l_v + l_a). Cosine logits can be negative or cancel, so a
   denominator with |d| < eps is replaced by eps with d's sign (+eps for exactly 0). Loss: CE(S).
@@ -33,10 +35,10 @@ def check_mode(mode: str) -> str:
 
 
 def confidence_weights(l_v: torch.Tensor, l_a: torch.Tensor) -> torch.Tensor:
-    """w1 = y_v / (y_v + y_a) with y = softmax over classes (last axis)."""
-    y_v = l_v.softmax(dim=-1)
-    y_a = l_a.softmax(dim=-1)
-    return y_v / (y_v + y_a).clamp_min(1e-12)
+    """w1 = y_v / (y_v + y_a), y = top softmax probability over classes; shape (..., 1)."""
+    y_v = l_v.softmax(dim=-1).amax(dim=-1, keepdim=True)
+    y_a = l_a.softmax(dim=-1).amax(dim=-1, keepdim=True)
+    return y_v / (y_v + y_a)
 
 
 def raw_confidence_weights(l_v: torch.Tensor, l_a: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -79,7 +81,7 @@ def fused_loss(
 ) -> Tuple[torch.Tensor, dict]:
     """The training objective for a fusion mode. All logits and target share their shape (..., K)."""
     if mode == "confidence":
-        w1 = (confidence_weights(l_v, l_a).detach() * target).sum(dim=-1)
+        w1 = confidence_weights(l_v, l_a).detach().squeeze(-1)
         ce_v = soft_cross_entropy(l_v, target, reduce=False)
         ce_a = soft_cross_entropy(l_a, target, reduce=False)
         loss = (w1 * ce_v + (1 - w1) * ce_a).mean()
