@@ -1,0 +1,238 @@
+"""``avfewshot bench dgsct``: real-size DG-SCT training step on CPU: time, peak memory, achieved GFLOP/s.
+
+The model is what the released few-shot code trains (dgsct-official preset: ViT-B/32 + HTS-AT-tiny,
+ImageNet normalisation, 32 kHz one-second audio looped to 10 s, sum fusion, raw CLAP scale, the
+audio-visual contrastive term and the LLP loss weighting), built with random weights; the batch is
+2 videos x 10 segments of LLP classification (25 classes). The measurement runs in a fresh
+subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In that process:
+
+1. a matmul peak: a loop of large fp32 ``torch.mm`` (the machine's attainable GEMM rate);
+2. one warm-up step, then ``--repeats`` timed training steps (forward, loss, backward, clipping,
+   Adam) and two eval forwards; medians are reported;
+3. the peak RSS so far;
+4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+Two variants run, each in its own process: the default method and ``method.checkpoint=true``
+(each paired step recomputed in backward: identical outputs, lower peak memory, more FLOPs).
+
+Printed next to the anchor measured with the released code on this 2-core machine (27.0 s per step,
+2.27 TFLOP per step, 84 GFLOP/s, 7.6 s eval forward, 16.3 GB peak RSS, 320 GFLOP/s matmul peak) and the
+targets (at most half the step time and memory, at least 50 % of the measured matmul peak).
+No file is read: where roberta-base's tokenizer files are missing a stand-in vocabulary of the same
+size is written to the scratch folder (the prompts' ids do not matter for speed).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+ANCHOR = {"step_seconds": 27.0, "step_tflop": 2.27, "gflops": 84.0, "eval_seconds": 7.6, "peak_rss_gb": 16.3,
+          "matmul_peak_gflops": 320.0}
+ROBERTA_VOCAB = 50265
+#: measured variants: the default method, and per-step activation checkpointing (less memory, more FLOPs)
+VARIANTS: Dict[str, Dict[str, object]] = {"plain": {}, "checkpointed": {"checkpoint": True}}
+
+
+def write_standin_roberta_tokenizer(folder: Path, vocab_size: int = ROBERTA_VOCAB) -> Path:
+    """A byte-level BPE vocabulary of roberta-base's size without merges (every byte is a token)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = {}, 0
+    for byte in range(256):  # GPT-2's reversible byte -> visible character table
+        if byte in printable:
+            codes[byte] = chr(byte)
+        else:
+            codes[byte] = chr(256 + extra)
+            extra += 1
+    vocab = {tok: i for i, tok in enumerate(["<s>", "<pad>", "</s>", "<unk>"])}
+    for byte in range(256):
+        vocab.setdefault(codes[byte], len(vocab))
+    while len(vocab) < vocab_size - 1:
+        vocab[f"<standin_{len(vocab)}>"] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return folder
+
+
+def matmul_peak(seconds: float = 3.0, n: int = 2048) -> float:
+    """GFLOP/s of repeated fp32 (n x n) @ (n x n) products."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    for _ in range(2):
+        torch.mm(a, b, out=out)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b, out=out)
+        count += 1
+    return 2.0 * n ** 3 * count / (time.perf_counter() - started) / 1e9
+
+
+def peak_rss_gb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def build(work_dir: Path, method_args: Optional[Dict] = None):
+    """(method, batch) at real size with random weights, dgsct-official preset, LLP classification."""
+    import torch
+
+    from ..config import resolve_config
+    from ..data.annotations import dataset_class_names
+    from ..encoders import build_backbone
+    from ..encoders.tokenizers import expected_tokenizer_location
+    from ..encoders import specs
+    from ..methods import build_method
+    from ..tasks import get_task
+
+    explicit = {"method": "dgsct", "task": "llp_cls", "preset": "dgsct-official", "data.root": ".",
+                "model.clip_weights": "none", "model.clap_weights": "none"}
+    cfg = resolve_config(explicit)
+    _, folder = expected_tokenizer_location(specs.clap_arch(cfg.model.clap_arch).text)
+    if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+        cfg.model.clap_tokenizer = str(write_standin_roberta_tokenizer(work_dir / "roberta-standin"))
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg.model)
+    task = get_task("llp_cls")
+    names = task.class_list(dataset_class_names("llp"))
+    args = dict(cfg.method_args)
+    args.update(method_args or {})
+    method = build_method("dgsct", backbone, task, names, args)
+    g = torch.Generator().manual_seed(0)
+    b, t = 2, 10
+    labels = torch.zeros(b, len(names))
+    labels[0, 1] = labels[1, 2] = 1.0
+    batch = {
+        "frames": torch.randn(b, t, 3, backbone.image_size, backbone.image_size, generator=g),
+        "audio": 0.1 * torch.randn(b, t, backbone.audio_rate, generator=g),
+        "labels": labels,
+        "segment_labels": torch.full((b, t), -1, dtype=torch.long),
+    }
+    return method, batch, cfg
+
+
+def child(work_dir: str, repeats: int, method_args_json: str = "{}") -> Dict[str, object]:
+    """The measurement (runs in its own process; see the module docstring)."""
+    import torch
+
+    from ..engine.trainer import make_optimizer
+
+    peak = matmul_peak()
+    started = time.perf_counter()
+    method, batch, cfg = build(Path(work_dir), json.loads(method_args_json))
+    build_seconds = time.perf_counter() - started
+    params = method.trainable_parameters()
+    optimizer = make_optimizer(params, cfg)
+
+    def train_step() -> float:
+        method.train()
+        scores = method(batch)
+        loss, _ = method.loss(batch, scores, 0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        return float(loss.detach())
+
+    t0 = time.perf_counter()
+    train_step()
+    warmup = time.perf_counter() - t0
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        train_step()
+        times.append(time.perf_counter() - t0)
+    method.eval()
+    eval_times = []
+    with torch.no_grad():
+        for _ in range(2):
+            t0 = time.perf_counter()
+            method(batch)
+            eval_times.append(time.perf_counter() - t0)
+    rss = peak_rss_gb()
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step()
+    flops = counter.get_total_flops()
+    step = statistics.median(times)
+    gflops = flops / step / 1e9
+    return {
+        "benchmark": "dgsct",
+        "model": f"{cfg.model.clip_arch} + {cfg.model.clap_arch}, random weights, preset dgsct-official",
+        "batch": "llp_cls, 2 videos x 10 segments",
+        "threads": torch.get_num_threads(),
+        "trainable_parameters": int(sum(p.numel() for p in params)),
+        "build_seconds": round(build_seconds, 1),
+        "warmup_step_seconds": round(warmup, 2),
+        "step_seconds_each": [round(x, 2) for x in times],
+        "step_seconds": round(step, 2),
+        "eval_seconds": round(statistics.median(eval_times), 2),
+        "peak_rss_gb": round(rss, 2),
+        "step_tflop": round(flops / 1e12, 3),
+        "gflops": round(gflops, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "fraction_of_peak": round(gflops / peak, 3),
+    }
+
+
+def report(fig: Dict[str, object]) -> str:
+    a = ANCHOR
+    lines = [
+        f"DG-SCT training step ({fig['model']}; {fig['batch']}; {fig['threads']} threads)",
+        f"  trainable parameters   {fig['trainable_parameters']:,}",
+        f"  step time (median)     {fig['step_seconds']:.2f} s   each {fig['step_seconds_each']}   "
+        f"anchor {a['step_seconds']} s -> ratio {fig['step_seconds'] / a['step_seconds']:.2f} (target <= 0.50)",
+        f"  eval forward           {fig['eval_seconds']:.2f} s   anchor {a['eval_seconds']} s -> ratio "
+        f"{fig['eval_seconds'] / a['eval_seconds']:.2f}",
+        f"  peak RSS               {fig['peak_rss_gb']:.2f} GB  anchor {a['peak_rss_gb']} GB -> ratio "
+        f"{fig['peak_rss_gb'] / a['peak_rss_gb']:.2f} (target <= 0.50)",
+        f"  FLOP per step          {fig['step_tflop']:.3f} TFLOP  anchor {a['step_tflop']} TFLOP",
+        f"  achieved               {fig['gflops']:.1f} GFLOP/s = {100 * fig['fraction_of_peak']:.1f} % of the measured "
+        f"{fig['matmul_peak_gflops']:.0f} GFLOP/s matmul peak (anchor {a['gflops']:.0f} GFLOP/s, "
+        f"{100 * a['gflops'] / a['matmul_peak_gflops']:.0f} %; target >= 50 %)",
+    ]
+    return "\n".join(lines)
+
+
+def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None) -> Dict[str, object]:
+    """Run ``child`` in a fresh interpreter and return its figures."""
+    code = ("import json, sys; from avfewshot.bench.dgsct import child; "
+            "print('AVFEWSHOT_BENCH ' + json.dumps(child(sys.argv[1], int(sys.argv[2]), sys.argv[3])))")
+    proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {})],
+                          capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("AVFEWSHOT_BENCH "):
+            return json.loads(line[len("AVFEWSHOT_BENCH "):])
+    raise RuntimeError(f"the benchmark process failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def main(args) -> int:
+    repeats = args.repeats if getattr(args, "repeats", None) else 3
+    work = getattr(args, "work_dir", None)
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="avfewshot-bench-dgsct-") as temp:
+        work_dir = Path(work) if work else Path(temp)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        for label, method_args in VARIANTS.items():
+            figures[label] = run(work_dir, repeats, method_args)
+            print(f"[{label}: method options {method_args or 'defaults'}]")
+            print(report(figures[label]))
+    out = getattr(args, "out", None)
+    if out:
+        Path(out).write_text(json.dumps({"variants": figures, "anchor": ANCHOR}, indent=2))
+    return 0
