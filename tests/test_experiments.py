@@ -192,9 +192,10 @@ def test_sweep_command_exit_code_and_dry_run(tmp_path, fake_run, capsys):
     assert "finished" in (cli_main(args + ["--dry-run"]) == 0 and capsys.readouterr().out)
 
 
-def test_schedule_and_recipe_layers(tmp_path, fake_run):
+def test_schedule_and_recipe_layers(tmp_path, fake_run, monkeypatch):
     recipes = tmp_path / "recipes"
     recipes.mkdir()
+    monkeypatch.setenv("AVFEWSHOT_RUNNERS", str(tmp_path / "no-runners"))  # no demo-recipe layer here
     (recipes / "coop.yaml").write_text("train:\n  epochs: 9\n  lr: 0.01\n")
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text("coop:\n  1: {train.epochs: 50}\n'*':\n  2: {train: {batch_size: 3}}\n")
