@@ -56,7 +56,7 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     task: str = "llp_cls"
-    method: str = "linear_probe"
+    method: str = "dgsct"  # the method this toolkit exists for
     shots: int = 16
     seed: int = 1
     preset: str = "paper"

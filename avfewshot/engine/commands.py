@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_run_arguments(p) -> None:
     p.add_argument("--task", default=None, help="ave | ave_cls | llp_cls (default llp_cls)")
-    p.add_argument("--method", default=None, help="a registered method (default linear_probe)")
+    p.add_argument("--method", default=None, help="a registered method (default dgsct)")
     p.add_argument("--shots", type=int, default=None, help="k shots per class; 0 = zero-shot (no training)")
     p.add_argument("--seed", type=int, default=None, help="split and training seed (default 1)")
     p.add_argument("--preset", default=None, help="paper (default) | dgsct-official")
