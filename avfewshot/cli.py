@@ -42,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Third-party deprecation notices that a user can do nothing about (timm's old import path inside
+# laion-clap's HTS-AT, torch.meshgrid's indexing default inside its window attention).
+QUIET_WARNINGS = ("Importing from timm.models.layers is deprecated", "torch.meshgrid: in an upcoming release")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    import warnings
+
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
