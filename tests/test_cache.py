@@ -8,6 +8,8 @@ import shutil
 from dataclasses import replace
 
 import numpy as np
+
+import avfewshot.data.cache as cache_module
 import pytest
 import torch
 
@@ -49,7 +51,7 @@ def test_second_pass_decodes_nothing_and_returns_the_same_tensors(ave, tmp_path,
     data = make_dataset(root, annotations, cache)
     first = [data[i] for i in range(len(data))]
     assert cache.misses == len(data) and cache.hits == 0
-    assert len(list((tmp_path / "cache").rglob("*.npz"))) == len(data)
+    assert len(list((tmp_path / "cache").rglob("*.clip"))) == len(data)
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache holds the clip")
@@ -132,11 +134,11 @@ def test_a_failed_write_leaves_no_entry_and_no_temporary_file(ave, tmp_path, mon
     root, annotations = ave
     cache = DecodedCache(tmp_path / "cache")
 
-    def broken_savez(handle, **arrays):
-        handle.write(b"PK partial")
+    def broken_write(handle, key, clip):
+        handle.write(b"AVFCLIP1 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", broken_savez)
+    monkeypatch.setattr(cache_module, "_write_entry", broken_write)
     item = make_dataset(root, annotations, cache)[0]  # still returns the decoded clip
     assert item["frames"].shape == (10, 3, 32, 32)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
@@ -182,7 +184,7 @@ def test_dataloader_with_two_workers(ave, tmp_path):
         assert batch["frames"].shape[1:] == (10, 3, 32, 32)
         seen.extend(batch["clip_id"])
     assert seen == [r.clip_id for r in annotations.records]
-    assert len(list((tmp_path / "cache").rglob("*.npz"))) == len({r.media_id for r in annotations.records})
+    assert len(list((tmp_path / "cache").rglob("*.clip"))) == len({r.media_id for r in annotations.records})
 
 
 def test_skip_reports_a_corrupt_clip_once_and_collate_drops_it(ave, tmp_path, caplog):

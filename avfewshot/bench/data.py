@@ -52,7 +52,7 @@ def run(work_dir: Path, repeats: int = 3) -> Dict[str, object]:
     cache.reset_stats()
     warm_times = [_pass(dataset) for _ in range(max(1, repeats))]
     warm = min(warm_times)
-    size = sum(p.stat().st_size for p in cache.root.rglob("*.npz"))
+    size = sum(p.stat().st_size for p in cache.root.rglob("*.clip"))
     return {
         "benchmark": "data",
         "dataset": "synthetic llp (demo size)",
