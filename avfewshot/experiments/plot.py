@@ -65,7 +65,7 @@ def plot_table(table: Table, tasks: Optional[Sequence[str]] = None, title: Optio
 
     ncols = min(3, len(task_names))
     nrows = -(-len(task_names) // ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.8 * nrows + 0.9), layout="constrained")
+    fig = Figure(figsize=(max(6.4, 4.6 * ncols), 3.8 * nrows + 1.2), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     metric_label = f"test {table.metric} (%)"
     reference_labels = set()
@@ -110,7 +110,7 @@ def plot_table(table: Table, tasks: Optional[Sequence[str]] = None, title: Optio
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     order = sorted(handles, key=lambda label: (label not in reference_labels, label))
-    fig.legend([handles[k] for k in order], order, loc="outside lower center", ncol=min(4, len(order)), frameon=False)
+    fig.legend([handles[k] for k in order], order, loc="outside lower center", ncol=min(3 if ncols == 1 else 4, len(order)), frameon=False)
     heading = title or f"Few-shot test {table.metric}: mean ± std over seeds"
     if table.demo:
         heading += " (synthetic demo: pipeline check only)"
@@ -138,7 +138,7 @@ def save_figure(fig, out: PathLike) -> Path:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"--out {out}: unsupported figure format {out.suffix!r}; use one of .{', .'.join(FORMATS)}")
-    atomic_write(out, lambda handle: fig.savefig(handle, format=fmt, dpi=150))
+    atomic_write(out, lambda handle: fig.savefig(handle, format=fmt, dpi=150, bbox_inches="tight"))
     return out
 
 
