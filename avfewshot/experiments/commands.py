@@ -38,6 +38,13 @@ def _overrides(args) -> list:
 
 
 def add_commands(sub) -> None:
+    v = sub.add_parser("viz", help="DG-SCT attention maps over frames and spectrograms, or t-SNE of the features")
+    v.add_argument("kind", choices=["attention", "tsne"])
+    v.add_argument("--run", required=True, help="a finished dgsct run folder (results/<task>/dgsct/shot<K>/seed<S>)")
+    v.add_argument("--out", required=True, help="output image (.png or .pdf)")
+    v.add_argument("--clips", type=int, nargs="*", default=[0, 1], help="test-clip indices (attention)")
+    v.add_argument("--data-root", default=None, help="dataset root, if not the run's")
+    v.set_defaults(func=_viz)
     p = sub.add_parser(
         "sweep",
         help="run a task x method x shots x seed grid (skips finished runs, resumes interrupted ones)",
@@ -165,4 +172,11 @@ def _pretrain(args) -> int:
     pretrain(dataset=args.dataset, method=args.method, data_root=args.data_root, out=args.out, config=args.config,
              overrides=_overrides(args) + _log_overrides(args), seed=args.seed, preset=args.preset, results_dir=args.results,
              progress=not args.no_progress, force=args.force)
+    return 0
+
+
+def _viz(args) -> int:
+    from .viz import run_viz
+
+    print(f"[avfewshot] wrote {run_viz(args.kind, args.run, args.out, args.clips, args.data_root)}")
     return 0
