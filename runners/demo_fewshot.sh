@@ -16,17 +16,17 @@ avfewshot="$venv/bin/avfewshot"
 results="${1:-results/demo_fewshot}"
 pretrain_results="${results}_pretrain"
 bundle="$pretrain_results/dgsct_vggsound40k.pt"
-demo=(train.epochs=2 train.batch_size=8)
 
 "$avfewshot" sweep --task llp_cls \
   --methods zeroshot linear_probe coop cocoop clip_adapter maple dgsct \
-  --shots 1 4 16 --seeds 1 2 --recipes runners --results "$results" --no-progress "${demo[@]}"
+  --shots 1 4 16 --seeds 1 2 --recipes runners --results "$results" --no-progress
 
 "$avfewshot" pretrain --dataset vggsound40k --method dgsct --config runners/dgsct_pretrain.yaml \
-  --results "$pretrain_results" --out "$bundle" --no-progress train.epochs=3 train.batch_size=8
+  --results "$pretrain_results" --out "$bundle" --no-progress \
+  train.epochs=6 train.lr=0.002 train.batch_size=4 "train.milestones=[]" train.selection=last
 
 "$avfewshot" sweep --task llp_cls --methods dgsct --shots 0 --seeds 1 2 --init "$bundle" \
-  --recipes runners --results "$results" --no-progress "${demo[@]}"
+  --recipes runners --results "$results" --no-progress
 
 "$avfewshot" aggregate --results "$results" --ci95
 "$avfewshot" plot --results "$results" --out "$results/fewshot.png"
