@@ -6,7 +6,6 @@ config (every field, including the method's own defaults) is saved with every ru
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -272,7 +271,3 @@ def from_dict(data: Dict[str, Any]) -> RunConfig:
 
 def dump_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def clone(cfg: RunConfig) -> RunConfig:
-    return copy.deepcopy(cfg)

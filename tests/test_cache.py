@@ -7,7 +7,6 @@ import pickle
 import shutil
 from dataclasses import replace
 
-import numpy as np
 
 import avfewshot.data.cache as cache_module
 import pytest

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import torch
 from avfewshot.encoders import checkpoints as ckpt
 from avfewshot.encoders.clap_towers import AudioTower, ClapTextTower, build_clap_model
 from avfewshot.encoders.clip_towers import ClipTextTower, ImageTower, build_clip_model
-from avfewshot.encoders.tokenizers import RobertaTextTokenizer, ensure_tiny_tokenizer
 from avfewshot.errors import MissingCheckpointError, UserError
 
 from helpers.bpe import encoder_env

@@ -196,8 +196,8 @@ def test_same_seed_same_bytes_and_tensors(tmp_path):
 
     sizes = dict(classes=2, clips_per_class=1, eval_clips_per_class=1)
     a = synth.make_dataset("llp", tmp_path / "a", seed=3, **sizes)
-    b = synth.make_dataset("llp", tmp_path / "b", seed=3, **sizes)
-    c = synth.make_dataset("llp", tmp_path / "c", seed=4, **sizes)
+    synth.make_dataset("llp", tmp_path / "b", seed=3, **sizes)
+    synth.make_dataset("llp", tmp_path / "c", seed=4, **sizes)
     for name in a["annotation_files"] + ["manifest.json"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "AVVP_train.csv").read_bytes() != (tmp_path / "c" / "AVVP_train.csv").read_bytes()

@@ -8,8 +8,6 @@ A second line shows the same evaluation with the feature cache warm (no encoder 
 """
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 import time
 from pathlib import Path

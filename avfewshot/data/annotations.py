@@ -119,6 +119,12 @@ def _read_class_list(path: Path) -> List[str]:
     return names
 
 
+def _class_space(path: Path) -> Tuple[List[str], Dict[str, int], int]:
+    """(class names, name -> index, background index) from a one-class-per-line file."""
+    names = _read_class_list(path)
+    return names, {name: i for i, name in enumerate(names)}, len(names)
+
+
 def _summarise(path: Path, what: str, examples: Sequence[str], action: str = "ignored") -> str:
     """One problem line: file, count, what happened to them, and a few examples."""
     shown = "; ".join(examples[:MAX_EXAMPLES])
@@ -190,9 +196,7 @@ def read_ave(root: PathLike) -> AnnotationSet:
     """
     root = Path(root)
     categories_path = _require_file(root / AVE_CATEGORIES, "AVE")
-    class_names = _read_class_list(categories_path)
-    class_index = {name: i for i, name in enumerate(class_names)}
-    background = len(class_names)
+    class_names, class_index, background = _class_space(categories_path)
 
     annotations_path = _require_file(root / AVE_ANNOTATIONS, "AVE")
     all_rows = _read_ave_rows(annotations_path, class_index)
@@ -540,9 +544,7 @@ def read_vggsound40k(root: PathLike) -> AnnotationSet:
     """
     root = Path(root)
     categories_path = _require_file(root / VGG40K_CATEGORIES, "VGG-Sound 40K")
-    class_names = _read_class_list(categories_path)
-    class_index = {name: i for i, name in enumerate(class_names)}
-    background = len(class_names)
+    class_names, class_index, background = _class_space(categories_path)
     path = _require_file(root / VGG40K_LABELS, "VGG-Sound 40K")
     records: List[ClipRecord] = []
     seen: Dict[str, int] = {}

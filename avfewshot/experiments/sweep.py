@@ -16,7 +16,6 @@ shots, seed, preset, data root, results folder) -> ``overrides``.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback

@@ -108,7 +108,6 @@ def attention_figure(method, dataset, clips: Sequence[int], block: int = -1):
             unit.record_maps = True
     fig = Figure(figsize=(10, 2.6 * len(clips)), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(clips), 3))
-    image_tower = method.backbone.image
     try:
         for row, index in enumerate(clips):
             item = dataset[index]

@@ -5,7 +5,6 @@ frozen towers (through the feature cache when enabled). Logits are temperature-s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict
 
 import torch
