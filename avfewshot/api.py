@@ -22,10 +22,13 @@ def run(config=None, overrides=None, force: bool = False, progress: bool = True,
     """Train and evaluate one experiment (or skip it when finished). Returns its metrics dict.
 
     Keyword arguments are config keys: ``task``, ``method``, ``shots``, ``seed``, ``preset``, and dotted
-    keys through ``overrides=["train.lr=0.002"]``.
+    keys through ``overrides=["train.lr=0.002"]``. Call ``avfewshot.runtime.configure()`` before any
+    torch work in the session for full CPU speed (denormal flushing; it warns here when that was late).
     """
     from .engine.trainer import run_experiment
+    from .runtime import configure
 
+    configure()
     cfg = explicit.pop("cfg", None) or make_config(config, overrides, **explicit)
     return run_experiment(cfg, force=force, progress=progress)
 
@@ -58,5 +61,7 @@ def build_method(name: str, task: str = "llp_cls", class_names: Optional[List[st
 
 def sweep(*args, **kwargs):
     from .experiments.sweep import sweep as _sweep
+    from .runtime import configure
 
+    configure()
     return _sweep(*args, **kwargs)

@@ -58,8 +58,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     from .errors import UserError
+    from .runtime import configure
 
     try:
+        configure()  # before any torch work: OpenMP workers inherit the denormal setting
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"avfewshot: error: {exc}", file=sys.stderr)

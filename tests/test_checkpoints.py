@@ -135,7 +135,7 @@ def test_clap_modules_match_laion_clap_model_and_its_forward(full_clap, monkeypa
         official_audio = official.audio_projection(
             official.encode_audio({"waveform": padded}, device="cpu")["embedding"])
         official_text = official.encode_text({"input_ids": ids, "attention_mask": mask}, device="cpu")
-    assert torch.equal(audio, official_audio)
+    assert torch.allclose(audio, official_audio, atol=1e-5, rtol=1e-4)  # faster kernels: equal to rounding
     assert torch.equal(text, official_text)
 
 

@@ -83,10 +83,11 @@ def test_audio_blockwise_equals_tower_and_htsat(backbone, inputs):
                 x = stage.downsample(x)
         emb = tower.head(x)
         assert widths == [16, 32, 64, 128] and emb.shape == (3, 128)
-        assert torch.equal(tower.project(emb), tower(wave))
+        # the tower's faster kernels (FFT STFT, fused window attention) agree to float rounding
+        assert torch.allclose(tower.project(emb), tower(wave), atol=1e-5, rtol=1e-4)
         # laion-clap's own HTS-AT forward on the looped clip gives the same embedding
         official = tower.branch({"waveform": tower.fill(wave)}, device="cpu")["embedding"]
-        assert torch.equal(official, emb)
+        assert torch.allclose(official, emb, atol=1e-5, rtol=1e-4)
 
 
 def test_audio_fill_loops_and_repeat_pads():

@@ -129,12 +129,14 @@ def test_direction_switch_removes_its_units_and_effect(backbone, inputs, off):
         assert torch.equal(got.image if off == "a2v" else got.audio, frozen)
 
 
-def test_checkpointed_steps_give_the_same_loss_gradients_and_statistics(backbone, inputs):
+@pytest.mark.parametrize("mode", ["steps", "units", True])
+def test_checkpointing_gives_the_same_loss_gradients_and_statistics(backbone, inputs, mode):
     images, wave = inputs
     torch.manual_seed(0)
     plain = AdaptedEncoders(backbone.image, backbone.audio)
     open_gates(plain)
-    ckpt = AdaptedEncoders(backbone.image, backbone.audio, checkpoint=True)
+    ckpt = AdaptedEncoders(backbone.image, backbone.audio, checkpoint=mode)
+    assert ckpt.checkpoint == ("steps" if mode is True else mode)
     ckpt.load_state_dict(plain.state_dict())
     results = []
     for enc in (plain, ckpt):
@@ -147,6 +149,12 @@ def test_checkpointed_steps_give_the_same_loss_gradients_and_statistics(backbone
         assert torch.allclose(s1[k].float(), s2[k].float(), atol=1e-6), k  # BatchNorm stats updated once
     for k in g1:
         assert torch.allclose(g1[k], g2[k], atol=1e-6, rtol=1e-5), k
+    assert not any(u.hold_running_stats for lst in ckpt.units().values() for u in lst)
+
+
+def test_checkpoint_mode_is_checked(backbone):
+    with pytest.raises(UserError, match="valid are none, units, steps"):
+        AdaptedEncoders(backbone.image, backbone.audio, checkpoint="layers")
 
 
 # -- real size --------------------------------------------------------------------------------

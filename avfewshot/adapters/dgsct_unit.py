@@ -194,6 +194,9 @@ class DGSCTUnit(nn.Module):
         cfg = config
         c, d = cfg.dim, cfg.attention_hidden
         self.record_maps = False  # set True to keep the detached maps of each forward in last_maps
+        # True while a checkpoint recomputes this unit: BatchNorm normalises with the batch statistics
+        # as in the first forward but leaves the running statistics alone (they were updated once)
+        self.hold_running_stats = False
         self.last_maps: Optional[AttentionMaps] = None
 
         if cfg.uses_guide:
@@ -391,6 +394,10 @@ class DGSCTUnit(nn.Module):
                    bn: Optional[nn.BatchNorm1d]) -> torch.Tensor:
         if bn is None:
             return layer(h)
+        if bn.training and self.hold_running_stats and bn.track_running_stats:
+            # throw-away copies of the statistics keep the op (and what it saves) the same as the first forward
+            return F.batch_norm(layer(h), bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias,
+                                True, 0.0, bn.eps)
         if bn.training or not bn.track_running_stats:
             return bn(layer(h))
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)

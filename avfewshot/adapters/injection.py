@@ -20,14 +20,17 @@ units and its stream runs unchanged.
 
 Memory: the frozen parts before the first adapter (front end, patch embeddings, the first audio
 block and the first visual attention) carry no autograd graph because nothing upstream of them
-is trainable. ``checkpoint=True`` recomputes each paired step in the backward pass instead of
-keeping its activations (BatchNorm running statistics are restored around the recomputation, so
-the result and the buffers are exactly those of the plain run).
+is trainable. ``checkpoint`` trades compute for memory: "units" recomputes each DG-SCT unit in the
+backward pass (the units hold most of the activations a real-size step keeps for backward; their
+forward is a small part of the step), "steps" each whole paired step. The recomputation
+normalises with the batch statistics of the first forward and leaves the BatchNorm running
+statistics alone, so the result and the buffers are exactly those of the plain run.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -36,6 +39,8 @@ from ..errors import UserError
 from .dgsct_unit import DGSCTUnit, DGSCTUnitConfig
 from .pairing import Pairing, PairedStep, pairing_for
 
+#: activation checkpointing: none | units (each DG-SCT unit recomputed in backward) | steps (each paired step)
+CHECKPOINT_MODES = ("none", "units", "steps")
 #: DGSCTUnitConfig fields that the injection sets itself (sizes of each unit)
 SIZE_FIELDS = ("dim", "tokens", "guide_dim", "guide_tokens")
 
@@ -62,7 +67,7 @@ class AdaptedEncoders(nn.Module):
     module's state holds only the units (the method registers the backbone itself)."""
 
     def __init__(self, image_tower, audio_tower, unit_options: Optional[Dict[str, Any]] = None,
-                 a2v: bool = True, v2a: bool = True, pairing: Optional[Pairing] = None, checkpoint: bool = False):
+                 a2v: bool = True, v2a: bool = True, pairing: Optional[Pairing] = None, checkpoint: Any = "none"):
         super().__init__()
         self._towers = (image_tower, audio_tower)  # a tuple: not registered as submodules
         self.pairing = pairing or pairing_for(image_tower, audio_tower)
@@ -70,7 +75,7 @@ class AdaptedEncoders(nn.Module):
             raise UserError("AdaptedEncoders runs the few-shot DG-SCT schedule on a ViT; the block-input schedule of "
                             "hierarchical visual encoders (supervised DG-SCT) is not implemented yet")
         options = dict(unit_options or {})
-        self.a2v, self.v2a, self.checkpoint = a2v, v2a, checkpoint
+        self.a2v, self.v2a, self.checkpoint = a2v, v2a, checkpoint_mode(checkpoint)
         steps = self.pairing.steps
         if a2v:
             self.visual_p1 = nn.ModuleList(DGSCTUnit(unit_config(s, "visual", options)) for s in steps)
@@ -110,63 +115,82 @@ class AdaptedEncoders(nn.Module):
         for s, stage in enumerate(audio.stages):
             for j in range(len(stage.blocks)):
                 step = self._by_audio_block[(s, j)]
-                if self.checkpoint and torch.is_grad_enabled() and self.training:
-                    v, a = _checkpointed(self._step, step, v, a)
+                if self.checkpoint == "steps" and self._recomputing():
+                    units = [lst[step.index] for lst in self.units().values()]
+                    v, a = checkpoint_once(self._step, units, step, v, a)
                 else:
                     v, a = self._step(step, v, a)
             if stage.downsample is not None:
                 a = stage.downsample(a)
         return AdaptedOutputs(self.image_tower.head(v), audio.project(audio.head(a)))
 
+    def _recomputing(self) -> bool:
+        return self.training and torch.is_grad_enabled()
+
+    def _unit(self, unit: DGSCTUnit, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint == "units" and self._recomputing():
+            return checkpoint_once(unit, [unit], x, guide)
+        return unit(x, guide)
+
     def _step(self, step: PairedStep, v: torch.Tensor, a: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         image, i = self.image_tower, step.index
-        block = self.audio_tower.stages[step.audio_stage].blocks[step.audio_block]
-        a, _ = block(a)
+        a = self.audio_tower.block(step.audio_stage, step.audio_block, a)
         v = v + image.attention_part(step.visual_flat, v)
         if self.v2a or self.a2v:
-            delta_a = self.audio_p1[i](a, v) if self.v2a else None
-            delta_v = self.visual_p1[i](v, a) if self.a2v else None
+            delta_a = self._unit(self.audio_p1[i], a, v) if self.v2a else None
+            delta_v = self._unit(self.visual_p1[i], v, a) if self.a2v else None
             if delta_a is not None:
                 a = a + delta_a
             if delta_v is not None:
                 v = v + delta_v
         v_mlp = v + image.mlp_part(step.visual_flat, v)
         if self.v2a:
-            a_next = a + self.audio_p2[i](a, v)
+            a_next = a + self._unit(self.audio_p2[i], a, v)
         else:
             a_next = a
         if self.a2v:
-            v_mlp = v_mlp + self.visual_p2[i](v, a)
+            v_mlp = v_mlp + self._unit(self.visual_p2[i], v, a)
         return v_mlp, a_next
 
 
-def _batchnorms(module: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+def checkpoint_mode(value: Any) -> str:
+    """none | units | steps; booleans are accepted (true = steps, as in earlier configs)."""
+    if isinstance(value, bool):
+        return "steps" if value else "none"
+    if value is None:
+        return "none"
+    if value not in CHECKPOINT_MODES:
+        raise UserError(f"checkpoint={value!r}: valid are {', '.join(CHECKPOINT_MODES)} (or true = steps, "
+                        f"false = none)")
+    return value
 
 
-def _checkpointed(fn, step: PairedStep, v: torch.Tensor, a: torch.Tensor):
-    """Activation checkpointing of one paired step that leaves BatchNorm buffers as a plain run would.
+@contextlib.contextmanager
+def _holding_running_stats(units: List[DGSCTUnit]) -> Iterator[None]:
+    for unit in units:
+        unit.hold_running_stats = True
+    try:
+        yield
+    finally:
+        for unit in units:
+            unit.hold_running_stats = False
 
-    The recomputation in the backward pass would update the running statistics a second time; the
-    buffers after the first forward are saved and put back after the recomputation.
+
+def checkpoint_once(fn, units: List[DGSCTUnit], *inputs):
+    """``fn(*inputs)`` under activation checkpointing, leaving BatchNorm buffers as a plain run would.
+
+    The recomputation in the backward pass normalises with the batch statistics as the first forward
+    did, but does not update the running statistics a second time (``DGSCTUnit.hold_running_stats``).
     """
     from torch.utils.checkpoint import checkpoint
 
-    owner = fn.__self__
-    norms = [m for name, lst in owner.units().items() for m in _batchnorms(lst[step.index])]
-    saved: List[Tuple[torch.Tensor, ...]] = []
+    calls: List[int] = []
 
-    def run(v_in, a_in):
-        if saved:  # recomputation in backward: run with the pre-step statistics, then restore
-            before = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms]
-            for m, (rm, rv, nb) in zip(norms, saved[0]):
-                m.running_mean.copy_(rm), m.running_var.copy_(rv), m.num_batches_tracked.copy_(nb)
-            out = fn(step, v_in, a_in)
-            with torch.no_grad():
-                for m, (rm, rv, nb) in zip(norms, before):
-                    m.running_mean.copy_(rm), m.running_var.copy_(rv), m.num_batches_tracked.copy_(nb)
-            return out
-        saved.append([(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in norms])
-        return fn(step, v_in, a_in)
+    def run(*args):
+        if calls:
+            with _holding_running_stats(units):
+                return fn(*args)
+        calls.append(1)
+        return fn(*args)
 
-    return checkpoint(run, v, a, use_reentrant=False, preserve_rng_state=False)
+    return checkpoint(run, *inputs, use_reentrant=False, preserve_rng_state=False)

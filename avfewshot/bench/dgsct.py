@@ -6,14 +6,17 @@ audio-visual contrastive term and the LLP loss weighting), built with random wei
 2 videos x 10 segments of LLP classification (25 classes). The measurement runs in a fresh
 subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In that process:
 
-1. a matmul peak: a loop of large fp32 ``torch.mm`` (the machine's attainable GEMM rate);
-2. one warm-up step, then ``--repeats`` timed training steps (forward, loss, backward, clipping,
+1. a matmul peak: a loop of large fp32 ``torch.mm`` (the machine's attainable GEMM rate), measured
+   before and after the steps, the larger one kept;
+2. two warm-up steps, then ``--repeats`` timed training steps (forward, loss, backward, clipping,
    Adam) and two eval forwards; medians are reported;
 3. the peak RSS so far;
 4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
-Two variants run, each in its own process: the default method and ``method.checkpoint=true``
-(each paired step recomputed in backward: identical outputs, lower peak memory, more FLOPs).
+Two variants run, each in its own process (``VARIANTS``): the default method, and "lean":
+``method.checkpoint=units`` (each DG-SCT unit recomputed in backward: identical outputs, lower peak
+memory, a few more FLOPs) with an 8 MB allocator mmap threshold (``avfewshot.runtime``). Both run
+with denormal flushing on, as the CLI does.
 
 Printed next to the anchor measured with the released code on this 2-core machine (27.0 s per step,
 2.27 TFLOP per step, 84 GFLOP/s, 7.6 s eval forward, 16.3 GB peak RSS, 320 GFLOP/s matmul peak) and the
@@ -30,13 +33,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 ANCHOR = {"step_seconds": 27.0, "step_tflop": 2.27, "gflops": 84.0, "eval_seconds": 7.6, "peak_rss_gb": 16.3,
           "matmul_peak_gflops": 320.0}
 ROBERTA_VOCAB = 50265
-#: measured variants: the default method, and per-step activation checkpointing (less memory, more FLOPs)
-VARIANTS: Dict[str, Dict[str, object]] = {"plain": {}, "checkpointed": {"checkpoint": True}}
+#: measured variants: label -> (method options, runtime settings). "plain" is the default method;
+#: "lean" recomputes each DG-SCT unit in backward and returns freed blocks over 8 MB to the system
+#: (avfewshot.runtime), which keeps the peak resident memory near the live tensors.
+VARIANTS: Dict[str, Tuple[Dict[str, object], Dict[str, object]]] = {
+    "plain": ({}, {}),
+    "lean": ({"checkpoint": "units"}, {"mmap_threshold_mb": 8}),
+}
+WARMUP_STEPS = 2  # the allocator reaches its steady state after a step or two
 
 
 def write_standin_roberta_tokenizer(folder: Path, vocab_size: int = ROBERTA_VOCAB) -> Path:
@@ -123,8 +132,12 @@ def build(work_dir: Path, method_args: Optional[Dict] = None):
     return method, batch, cfg
 
 
-def child(work_dir: str, repeats: int, method_args_json: str = "{}") -> Dict[str, object]:
+def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_json: str = "{}") -> Dict[str, object]:
     """The measurement (runs in its own process; see the module docstring)."""
+    from ..runtime import configure, denormals_flushed
+
+    runtime = json.loads(runtime_json)
+    configure(**runtime)  # first: OpenMP workers inherit the denormal setting
     import torch
 
     from ..engine.trainer import make_optimizer
@@ -142,13 +155,14 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}") -> Dict[str
         loss, _ = method.loss(batch, scores, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
         optimizer.step()
         return float(loss.detach())
 
     t0 = time.perf_counter()
-    train_step()
-    warmup = time.perf_counter() - t0
+    for _ in range(WARMUP_STEPS):
+        train_step()
+    warmup = (time.perf_counter() - t0) / WARMUP_STEPS
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
@@ -163,6 +177,8 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}") -> Dict[str
             eval_times.append(time.perf_counter() - t0)
     rss = peak_rss_gb()
 
+    # the peak again at the end; the larger of the two is used (conservative on a machine whose speed drifts)
+    peak = max(peak, matmul_peak())
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -176,6 +192,7 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}") -> Dict[str
         "model": f"{cfg.model.clip_arch} + {cfg.model.clap_arch}, random weights, preset dgsct-official",
         "batch": "llp_cls, 2 videos x 10 segments",
         "threads": torch.get_num_threads(),
+        "runtime": {"denormals_flushed": denormals_flushed(), **runtime},
         "trainable_parameters": int(sum(p.numel() for p in params)),
         "build_seconds": round(build_seconds, 1),
         "warmup_step_seconds": round(warmup, 2),
@@ -209,12 +226,13 @@ def report(fig: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None) -> Dict[str, object]:
+def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
+        runtime: Optional[Dict] = None) -> Dict[str, object]:
     """Run ``child`` in a fresh interpreter and return its figures."""
     code = ("import json, sys; from avfewshot.bench.dgsct import child; "
-            "print('AVFEWSHOT_BENCH ' + json.dumps(child(sys.argv[1], int(sys.argv[2]), sys.argv[3])))")
-    proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {})],
-                          capture_output=True, text=True)
+            "print('AVFEWSHOT_BENCH ' + json.dumps(child(*sys.argv[1:2], int(sys.argv[2]), *sys.argv[3:])))")
+    proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {}),
+                           json.dumps(runtime or {})], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("AVFEWSHOT_BENCH "):
             return json.loads(line[len("AVFEWSHOT_BENCH "):])
@@ -228,9 +246,9 @@ def main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="avfewshot-bench-dgsct-") as temp:
         work_dir = Path(work) if work else Path(temp)
         work_dir.mkdir(parents=True, exist_ok=True)
-        for label, method_args in VARIANTS.items():
-            figures[label] = run(work_dir, repeats, method_args)
-            print(f"[{label}: method options {method_args or 'defaults'}]")
+        for label, (method_args, runtime) in VARIANTS.items():
+            figures[label] = run(work_dir, repeats, method_args, runtime)
+            print(f"[{label}: method options {method_args or 'defaults'}, runtime {runtime or 'defaults'}]")
             print(report(figures[label]))
     out = getattr(args, "out", None)
     if out:

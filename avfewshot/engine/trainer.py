@@ -48,13 +48,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    """The configured optimizer with multi-tensor (foreach) updates: the same arithmetic as the
+    per-parameter loop, one kernel per operation instead of one per parameter (DG-SCT has ~1,600)."""
     t = cfg.train
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, foreach=True)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, foreach=True)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, foreach=True)
     raise UserError(f"unknown train.optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
 
 
@@ -158,7 +160,7 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
         optimizer.step()
         count += 1
         for key, value in {"loss": float(loss.detach()), **parts}.items():

@@ -85,7 +85,9 @@ class DGSCTConfig(MethodConfig):
     contrastive_scale: float = 100.0
     contrastive_weight: float = 1.0  # weight of L_ai + L_ia in the "fusion" objective
     objective: Optional[str] = None  # fusion | official | official_fixed ; None: official iff fusion == sum
-    checkpoint: bool = False  # recompute each paired step in backward (less memory, ~1/3 more compute)
+    # activation checkpointing: none | units (recompute each DG-SCT unit in backward: far less memory,
+    # little more compute) | steps (recompute each paired step: least memory, ~1/3 more compute)
+    checkpoint: str = "none"
 
     def resolved_objective(self) -> str:
         objective = self.objective or ("official" if self.fusion == "sum" else "fusion")

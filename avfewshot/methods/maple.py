@@ -186,14 +186,14 @@ def htsat_with_prompts(audio_tower, wave: torch.Tensor, prompts: Dict[int, torch
     """(N, S) waveform -> (N, D) projected audio embedding; ``prompts[b]`` (n, C_b) enters block b."""
     x = audio_tower.embed(audio_tower.frontend(wave))
     index = 0
-    for stage in audio_tower.stages:
+    for s, stage in enumerate(audio_tower.stages):
         carried: Optional[torch.Tensor] = None
-        for block in stage.blocks:
+        for j, block in enumerate(stage.blocks):
             own = prompts.get(index)
             if own is not None:
                 carried = own.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
             if carried is None:
-                x, _ = block(x)
+                x = audio_tower.block(s, j, x)
             else:
                 x, carried = swin_block_with_prompts(block, x, carried)
             index += 1

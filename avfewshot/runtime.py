@@ -1,0 +1,84 @@
+"""CPU run-time settings: denormal flushing and the C allocator's mmap threshold.
+
+Denormals. HTS-AT's shifted windows add a -100 mask before the softmax, so about half of those
+attention weights are exp(-100 + ...) ~ 1e-44: subnormal floats. x86 arithmetic on subnormals is
+slow (a batched 64x64 @ 64x24 product measured 22 ms with normal inputs, 579 ms with half of them
+subnormal), and the backward pass multiplies them again. With flushing on (FTZ/DAZ), values below
+1.2e-38 count as zero; they are below float32 resolution next to the weights they are summed with,
+so the outputs agree to rounding. The setting is per thread and OpenMP workers copy it when they
+are created, so it must happen before the first parallel torch operation: the CLI does it first;
+API users call ``configure()`` first thing. ``denormals_flushed()`` checks that every worker
+flushes.
+
+Allocator. glibc keeps freed blocks below its mmap threshold (dynamic, up to 32 MB) for reuse; over
+training steps the heap fragments and the resident size grows well past the live tensors. A fixed
+threshold (``mmap_threshold_mb``) returns every larger block to the system at once, so the peak
+resident memory tracks the live tensors, at the price of page faults on each large allocation
+(about 1 µs per 4 KB page on the reference machine).
+
+Environment: ``AVFEWSHOT_DENORMALS`` = flush (default) | keep, ``AVFEWSHOT_MMAP_THRESHOLD_MB`` =
+an integer (unset: glibc's default).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import warnings
+from typing import Optional
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
+_configured = False
+
+
+def flush_denormals(on: bool = True) -> bool:
+    """Set FTZ/DAZ on this thread (and on OpenMP workers created afterwards)."""
+    import torch
+
+    return bool(torch.set_flush_denormal(on))
+
+
+def denormals_flushed() -> bool:
+    """True when multi-threaded torch operations (ATen's and the BLAS's own threads) treat a
+    subnormal input as zero everywhere."""
+    import torch
+
+    # subnormal floats from their bit pattern (a float conversion would already flush them)
+    tiny = torch.full((1 << 18,), 1 << 20, dtype=torch.int32).view(torch.float32)  # ~1.5e-39
+    products = torch.bmm(tiny.view(64, 64, 64), torch.ones(64, 64, 24))  # as the window attention
+    return bool((tiny * 1.0).count_nonzero() == 0 and products.count_nonzero() == 0)
+
+
+def set_mmap_threshold(megabytes: int) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD)``; False where the C library has no such call."""
+    if megabytes <= 0 or megabytes > 32:
+        raise ValueError(f"mmap threshold {megabytes} MB: glibc accepts 1..32 MB")
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, megabytes << 20))
+
+
+def configure(denormals: Optional[str] = None, mmap_threshold_mb: Optional[int] = None) -> None:
+    """Apply the settings once per process (arguments override the environment)."""
+    global _configured
+    if _configured and denormals is None and mmap_threshold_mb is None:
+        return
+    _configured = True
+    mode = denormals or os.environ.get("AVFEWSHOT_DENORMALS", "flush")
+    if mode not in ("flush", "keep"):
+        raise ValueError(f"AVFEWSHOT_DENORMALS={mode!r}: use flush or keep")
+    if mode == "flush":
+        flush_denormals(True)
+        if not denormals_flushed():
+            warnings.warn("denormal flushing is off on some torch worker threads (they were started before "
+                          "avfewshot.runtime.configure()): call it before any torch computation for full speed",
+                          RuntimeWarning, stacklevel=2)
+    threshold = mmap_threshold_mb
+    if threshold is None and os.environ.get("AVFEWSHOT_MMAP_THRESHOLD_MB"):
+        threshold = int(os.environ["AVFEWSHOT_MMAP_THRESHOLD_MB"])
+    if threshold:
+        set_mmap_threshold(threshold)

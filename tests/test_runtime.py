@@ -1,0 +1,44 @@
+"""CPU run-time settings: denormal flushing reaches every worker thread when set first."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                          env=environment, timeout=120)
+
+
+def test_configure_first_flushes_denormals_on_every_thread():
+    proc = run_python("from avfewshot.runtime import configure, denormals_flushed\n"
+                      "configure(); print(denormals_flushed())")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True" and "RuntimeWarning" not in proc.stderr
+
+
+def test_late_configure_warns_and_keep_leaves_denormals_alone():
+    late = run_python("import torch\n"
+                      "torch.bmm(torch.randn(256, 64, 64), torch.randn(256, 64, 24))  # starts the worker threads\n"
+                      "from avfewshot.runtime import configure\nconfigure()")
+    assert late.returncode == 0, late.stderr
+    assert "denormal flushing is off on some torch worker threads" in late.stderr
+    keep = run_python("from avfewshot.runtime import configure, denormals_flushed\n"
+                      "configure(); print(denormals_flushed())", AVFEWSHOT_DENORMALS="keep")
+    assert keep.stdout.strip() == "False"
+    bad = run_python("from avfewshot.runtime import configure\nconfigure()", AVFEWSHOT_DENORMALS="sometimes")
+    assert bad.returncode != 0 and "AVFEWSHOT_DENORMALS='sometimes'" in bad.stderr
+
+
+def test_mmap_threshold_range_is_checked():
+    from avfewshot.runtime import set_mmap_threshold
+
+    with pytest.raises(ValueError, match="1..32 MB"):
+        set_mmap_threshold(64)
