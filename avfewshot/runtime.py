@@ -68,9 +68,11 @@ def configure(denormals: Optional[str] = None, mmap_threshold_mb: Optional[int] 
     if _configured and denormals is None and mmap_threshold_mb is None:
         return
     _configured = True
+    from .errors import UserError
+
     mode = denormals or os.environ.get("AVFEWSHOT_DENORMALS", "flush")
     if mode not in ("flush", "keep"):
-        raise ValueError(f"AVFEWSHOT_DENORMALS={mode!r}: use flush or keep")
+        raise UserError(f"AVFEWSHOT_DENORMALS={mode!r}: use flush or keep")
     if mode == "flush":
         flush_denormals(True)
         if not denormals_flushed():
@@ -78,7 +80,11 @@ def configure(denormals: Optional[str] = None, mmap_threshold_mb: Optional[int] 
                           "avfewshot.runtime.configure()): call it before any torch computation for full speed",
                           RuntimeWarning, stacklevel=2)
     threshold = mmap_threshold_mb
-    if threshold is None and os.environ.get("AVFEWSHOT_MMAP_THRESHOLD_MB"):
-        threshold = int(os.environ["AVFEWSHOT_MMAP_THRESHOLD_MB"])
+    raw = os.environ.get("AVFEWSHOT_MMAP_THRESHOLD_MB", "")
+    if threshold is None and raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= 32:
+            raise UserError(f"AVFEWSHOT_MMAP_THRESHOLD_MB={raw!r}: give a whole number of megabytes from 1 to 32 "
+                            f"(or unset it for glibc's default)")
+        threshold = int(raw)
     if threshold:
         set_mmap_threshold(threshold)

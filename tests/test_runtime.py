@@ -37,6 +37,14 @@ def test_late_configure_warns_and_keep_leaves_denormals_alone():
     assert bad.returncode != 0 and "AVFEWSHOT_DENORMALS='sometimes'" in bad.stderr
 
 
+def test_cli_reports_a_bad_allocator_setting_in_one_line():
+    proc = run_python("import sys\nfrom avfewshot.cli import main\nsys.exit(main(['models', 'list']))",
+                      AVFEWSHOT_MMAP_THRESHOLD_MB="lots")
+    assert proc.returncode == 2
+    assert "avfewshot: error: AVFEWSHOT_MMAP_THRESHOLD_MB='lots': give a whole number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_mmap_threshold_range_is_checked():
     from avfewshot.runtime import set_mmap_threshold
 

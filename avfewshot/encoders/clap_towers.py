@@ -145,12 +145,15 @@ def dft_window(stft: nn.Module) -> Optional[torch.Tensor]:
     if bins != n_fft // 2 + 1 or getattr(stft, "n_fft", None) != n_fft:
         return None
     window = real[0]
-    angle = 2 * math.pi * torch.outer(torch.arange(bins, dtype=torch.float64), torch.arange(n_fft, dtype=torch.float64)) / n_fft
+    steps = torch.arange(n_fft, dtype=torch.float64)
+    angle = 2 * math.pi * torch.outer(torch.arange(bins, dtype=torch.float64), steps) / n_fft
     cos, sin = window * torch.cos(angle), window * torch.sin(angle)
-    scale = float(window.abs().max()) or 1.0
-    if not torch.allclose(real, cos, atol=1e-5 * scale, rtol=0):
-        return None
-    if not (torch.allclose(imag, -sin, atol=1e-5 * scale, rtol=0) or torch.allclose(imag, sin, atol=1e-5 * scale, rtol=0)):
+    tol = 1e-5 * (float(window.abs().max()) or 1.0)
+
+    def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return torch.allclose(a, b, atol=tol, rtol=0)
+
+    if not close(real, cos) or not (close(imag, -sin) or close(imag, sin)):
         return None
     return window.float()
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_ORDERS: Dict[Tuple[int, int, int, int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
+_ORDERS: Dict[Tuple[int, int, int, int], Tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def window_order(height: int, width: int, window: int, shift: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +35,7 @@ def window_order(height: int, width: int, window: int, shift: int) -> Tuple[torc
     The windowed layout is the released block's ``window_partition(roll(x, -shift))``: windows in
     row-major order, tokens row-major inside each window.
     """
-    key = (height, width, window, shift, "cpu")
+    key = (height, width, window, shift)
     if key not in _ORDERS:
         rows = (torch.arange(height) + shift) % height
         cols = (torch.arange(width) + shift) % width
@@ -88,7 +88,7 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     n = window * window
     windows = length // n
 
-    order, inverse = window_order(height, width, window, shift)
+    order, inverse = (t.to(x.device) for t in window_order(height, width, window, shift))
     h = block.norm1(x)
     h = permute_tokens(h, order, inverse)  # (B, L, C) in windowed order
 
