@@ -16,14 +16,21 @@ threshold (``mmap_threshold_mb``) returns every larger block to the system at on
 resident memory tracks the live tensors, at the price of page faults on each large allocation
 (about 1 µs per 4 KB page on the reference machine).
 
+Huge pages. PyTorch's own switch ``THP_MEM_ALLOC_ENABLE=1`` aligns large CPU tensors to 2 MB and
+asks the kernel for transparent huge pages, so a fresh 126 MB tensor costs 63 page faults instead
+of 30,000. Read once by torch's allocator, so it is set before torch is imported. With
+DG-SCT's unit checkpointing, huge pages and a 32 MB threshold measured 12.3 s per step and 7.4 GB
+(8 MB threshold, 4 KB pages: 15-18 s, 7.8 GB).
+
 Environment: ``AVFEWSHOT_DENORMALS`` = flush (default) | keep, ``AVFEWSHOT_MMAP_THRESHOLD_MB`` =
-an integer (unset: glibc's default).
+an integer (unset: glibc's default), ``AVFEWSHOT_HUGE_PAGES`` = 1 (sets ``THP_MEM_ALLOC_ENABLE``).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import sys
 import warnings
 from typing import Optional
 
@@ -62,13 +69,27 @@ def set_mmap_threshold(megabytes: int) -> bool:
     return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, megabytes << 20))
 
 
-def configure(denormals: Optional[str] = None, mmap_threshold_mb: Optional[int] = None) -> None:
+def use_huge_pages() -> bool:
+    """Ask torch's CPU allocator for transparent huge pages; False when torch is already imported
+    (its allocator may have read the switch already)."""
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+    return "torch" not in sys.modules
+
+
+def configure(denormals: Optional[str] = None, mmap_threshold_mb: Optional[int] = None,
+              huge_pages: Optional[bool] = None) -> None:
     """Apply the settings once per process (arguments override the environment)."""
     global _configured
-    if _configured and denormals is None and mmap_threshold_mb is None:
+    if _configured and denormals is None and mmap_threshold_mb is None and huge_pages is None:
         return
     _configured = True
     from .errors import UserError
+
+    if huge_pages is None:
+        huge_pages = os.environ.get("AVFEWSHOT_HUGE_PAGES", "") not in ("", "0")
+    if huge_pages and not use_huge_pages():
+        warnings.warn("huge pages were requested after torch was imported: set AVFEWSHOT_HUGE_PAGES=1 (or "
+                      "THP_MEM_ALLOC_ENABLE=1) in the environment instead", RuntimeWarning, stacklevel=2)
 
     mode = denormals or os.environ.get("AVFEWSHOT_DENORMALS", "flush")
     if mode not in ("flush", "keep"):

@@ -50,3 +50,12 @@ def test_mmap_threshold_range_is_checked():
 
     with pytest.raises(ValueError, match="1..32 MB"):
         set_mmap_threshold(64)
+
+
+def test_huge_pages_are_requested_before_torch_loads_and_late_requests_warn():
+    early = run_python("import os\nfrom avfewshot.runtime import configure\nconfigure(huge_pages=True)\n"
+                       "import torch\nprint(os.environ.get('THP_MEM_ALLOC_ENABLE'))")
+    assert early.returncode == 0 and early.stdout.strip() == "1" and "RuntimeWarning" not in early.stderr
+    late = run_python("import torch\nfrom avfewshot.runtime import configure\nconfigure()",
+                      AVFEWSHOT_HUGE_PAGES="1")
+    assert late.returncode == 0 and "huge pages were requested after torch was imported" in late.stderr

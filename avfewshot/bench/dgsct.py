@@ -8,15 +8,15 @@ subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In
 
 1. a matmul peak: a loop of large fp32 ``torch.mm`` (the machine's attainable GEMM rate), measured
    before and after the steps, the larger one kept;
-2. two warm-up steps, then ``--repeats`` timed training steps (forward, loss, backward, clipping,
+2. three warm-up steps, then ``--repeats`` timed training steps (forward, loss, backward, clipping,
    Adam) and two eval forwards; medians are reported;
 3. the peak RSS so far;
 4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
 Two variants run, each in its own process (``VARIANTS``): the default method, and "lean":
 ``method.checkpoint=units`` (each DG-SCT unit recomputed in backward: identical outputs, lower peak
-memory, a few more FLOPs) with an 8 MB allocator mmap threshold (``avfewshot.runtime``). Both run
-with denormal flushing on, as the CLI does.
+memory, a few more FLOPs) with a 32 MB allocator mmap threshold and huge pages
+(``avfewshot.runtime``). Both run with denormal flushing on, as the CLI does.
 
 Printed next to the anchor measured with the released code on this 2-core machine (27.0 s per step,
 2.27 TFLOP per step, 84 GFLOP/s, 7.6 s eval forward, 16.3 GB peak RSS, 320 GFLOP/s matmul peak) and the
@@ -39,13 +39,13 @@ ANCHOR = {"step_seconds": 27.0, "step_tflop": 2.27, "gflops": 84.0, "eval_second
           "matmul_peak_gflops": 320.0}
 ROBERTA_VOCAB = 50265
 #: measured variants: label -> (method options, runtime settings). "plain" is the default method;
-#: "lean" recomputes each DG-SCT unit in backward and returns freed blocks over 8 MB to the system
-#: (avfewshot.runtime), which keeps the peak resident memory near the live tensors.
+#: "lean" recomputes each DG-SCT unit in backward, returns freed blocks over 32 MB to the system and
+#: backs large tensors with huge pages (avfewshot.runtime): peak memory near the live tensors.
 VARIANTS: Dict[str, Tuple[Dict[str, object], Dict[str, object]]] = {
     "plain": ({}, {}),
-    "lean": ({"checkpoint": "units"}, {"mmap_threshold_mb": 8}),
+    "lean": ({"checkpoint": "units"}, {"mmap_threshold_mb": 32, "huge_pages": True}),
 }
-WARMUP_STEPS = 2  # the allocator reaches its steady state after a step or two
+WARMUP_STEPS = 3  # the allocator reaches its steady state after a few steps
 
 
 def write_standin_roberta_tokenizer(folder: Path, vocab_size: int = ROBERTA_VOCAB) -> Path:
