@@ -160,8 +160,8 @@ def checkpoint_mode(value: Any) -> str:
     if value is None:
         return "none"
     if value not in CHECKPOINT_MODES:
-        raise UserError(f"checkpoint={value!r}: valid are {', '.join(CHECKPOINT_MODES)} (or true = steps, "
-                        f"false = none)")
+        raise UserError(f"checkpoint={value!r} (method.checkpoint in a run config): valid are "
+                        f"{', '.join(CHECKPOINT_MODES)} (or true = steps, false = none)")
     return value
 
 

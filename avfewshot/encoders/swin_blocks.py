@@ -3,9 +3,11 @@
 ``clap_module.htsat.SwinTransformerBlock.forward`` is written for readability: a roll and a
 window partition (two copies) before attention and two after, q/k/v taken as ``qkv[0..2]`` of a
 permuted view (whose backward zero-fills three full-size buffers), a separate ``q * scale``, and a
-broadcast add of the relative-position bias and of the shift mask over a 5-D view. On CPU its
-backward runs the window products at 6-15 GFLOP/s. ``swin_block_forward`` reads the block's own
-modules and computes, for the same input, the same output up to float rounding:
+broadcast add of the relative-position bias and of the shift mask over a 5-D view (the slow
+subnormal attention weights of shifted windows are handled by ``avfewshot.runtime``, not here).
+``swin_block_forward`` reads the block's own modules and computes, for the same input, the same
+output up to float rounding. Measured with denormals flushed, 20 inputs, forward + backward: stage 1
+(64x64 tokens, width 96) 0.78-0.81 s -> 0.55-0.59 s; the later stages, with fewer tokens, within 10 %.
 
 * roll + window partition (and its inverse) are one precomputed token permutation, applied as a
   gather whose backward is the gather with the inverse permutation (no scatter, no roll);
