@@ -58,9 +58,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     from .errors import UserError
-    from .runtime import configure
+    from .runtime import adopt_allocator, configure
 
     try:
+        if argv is None:  # a real command line: may restart itself with the requested allocator
+            adopt_allocator(list(sys.orig_argv))
         configure()  # before any torch work: OpenMP workers inherit the denormal setting
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -28,4 +28,16 @@ else
   echo "[setup] reusing $venv"
 fi
 pip install -q --no-deps --no-build-isolation -e "$here" 2>/dev/null || pip install -q --no-deps -e "$here"
+# Optional: tcmalloc (AVFEWSHOT_ALLOCATOR=tcmalloc, the faster allocator for training; README "Measured").
+# Installed where the Debian package manager can be used; nothing fails without it.
+if ! ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing libtcmalloc-minimal4 (optional allocator)"
+    apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 \
+      || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1) \
+      || echo "[setup] libtcmalloc-minimal4 not installed (optional; AVFEWSHOT_ALLOCATOR=tcmalloc will say so)"
+  else
+    echo "[setup] optional: install libtcmalloc-minimal4 for AVFEWSHOT_ALLOCATOR=tcmalloc"
+  fi
+fi
 echo "[setup] ready: $venv"

@@ -108,3 +108,26 @@ def test_load_results_and_api(tmp_path):
     avfewshot.run(cfg=_cfg(tmp_path, overrides=["train.epochs=1"]), progress=False)
     found = avfewshot.load_results(tmp_path)
     assert len(found) == 1 and found[0]["method"] == "linear_probe" and found[0]["run_dir"].endswith("seed1")
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_optimizers_are_fused_and_step_like_the_per_tensor_loop(tmp_path, name):
+    cfg = _cfg(tmp_path)
+    cfg.train.optimizer = name
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    initial = [p.detach().clone() for p in params]
+    fused = trainer.make_optimizer(params, cfg)
+    assert fused.param_groups[0]["fused"] is True
+    loop_class = type(fused)
+    loop = loop_class(copies, **{k: v for k, v in fused.defaults.items() if k in ("lr", "weight_decay", "momentum")},
+                      foreach=False)
+    for _ in range(3):
+        for p, q in zip(params, copies):
+            g = torch.randn_like(p)
+            p.grad, q.grad = g.clone(), g.clone()
+        fused.step()
+        loop.step()
+    assert all(torch.allclose(p, q, rtol=1e-6, atol=1e-7) for p, q in zip(params, copies))
+    assert all(not torch.allclose(p, p0) for p, p0 in zip(params, initial))  # the steps moved them

@@ -59,3 +59,56 @@ def test_huge_pages_are_requested_before_torch_loads_and_late_requests_warn():
     late = run_python("import torch\nfrom avfewshot.runtime import configure\nconfigure()",
                       AVFEWSHOT_HUGE_PAGES="1")
     assert late.returncode == 0 and "huge pages were requested after torch was imported" in late.stderr
+
+
+def tcmalloc_installed() -> bool:
+    from avfewshot.errors import UserError
+    from avfewshot.runtime import find_allocator
+
+    try:
+        find_allocator("tcmalloc")
+    except UserError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not tcmalloc_installed(),
+                    reason="libtcmalloc-minimal4 is not installed (scripts/setup_env.sh installs it where it can)")
+def test_cli_restarts_itself_once_with_the_requested_allocator():
+    code = ("import sys\nfrom avfewshot import runtime\nprint('start', runtime.loaded_allocator(), flush=True)\n"
+            "from avfewshot.cli import main\nsys.argv = ['avfewshot', 'models', 'list']\nsys.exit(main())")
+    proc = run_python(code, AVFEWSHOT_ALLOCATOR="tcmalloc")
+    assert proc.returncode == 0, proc.stderr
+    starts = [line for line in proc.stdout.splitlines() if line.startswith("start ")]
+    assert starts == ["start system", "start tcmalloc"]  # once without, then the restarted process with it
+    assert "weights folder" in proc.stdout
+    plain = run_python(code)
+    assert [line for line in plain.stdout.splitlines() if line.startswith("start ")] == ["start system"]
+
+
+def test_allocator_settings_are_checked_and_explained(monkeypatch):
+    from avfewshot import runtime
+    from avfewshot.errors import UserError
+
+    bad = run_python("import sys\nfrom avfewshot.cli import main\nsys.exit(main(['models', 'list']))",
+                     AVFEWSHOT_ALLOCATOR="jemalloc")
+    assert bad.returncode == 2 and "AVFEWSHOT_ALLOCATOR='jemalloc': valid are system, tcmalloc" in bad.stderr
+    expected = {"PATH": "/bin", "AVFEWSHOT_ALLOCATOR": "system"}
+    assert runtime.allocator_environment("system", {"PATH": "/bin"}) == expected
+    monkeypatch.setitem(runtime.ALLOCATORS, "tcmalloc", (("no_such_allocator_xyz",), "the-package"))
+    with pytest.raises(UserError, match="libno_such_allocator_xyz.so was not found.*install the-package"):
+        runtime.allocator_environment("tcmalloc", {})
+
+
+@pytest.mark.skipif(not tcmalloc_installed(), reason="libtcmalloc-minimal4 is not installed")
+def test_allocator_environment_preloads_the_library_and_keeps_freed_pages():
+    from avfewshot import runtime
+
+    env = runtime.allocator_environment("tcmalloc", {"LD_PRELOAD": "libother.so"})
+    first, *rest = env["LD_PRELOAD"].split()
+    assert "tcmalloc" in first and rest == ["libother.so"]
+    assert env["TCMALLOC_RELEASE_RATE"] == "0" and env["AVFEWSHOT_ALLOCATOR"] == "tcmalloc"
+    code = "from avfewshot.runtime import loaded_allocator; print(loaded_allocator())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.stdout.strip() == "tcmalloc", proc.stderr

