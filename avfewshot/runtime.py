@@ -24,10 +24,12 @@ DG-SCT's unit checkpointing, huge pages and a 32 MB threshold measured 12.3 s pe
 
 Allocator choice. The fastest setting measured is not a glibc tuning but another allocator:
 tcmalloc (Debian/Ubuntu package ``libtcmalloc-minimal4``) keeps freed large blocks in its own page
-heap and hands them out again, so a training step makes almost no page faults (6,760 per DG-SCT step
-instead of 360,000 with glibc) and the heap does not fragment: 8.7-8.9 s per step and 10.1 GB
-instead of 10.9 s and 11.8 GB (exact GELU, copies and fresh matmul outputs were paying for the
-faults). An allocator can only be chosen when the process starts (``LD_PRELOAD``), so
+heap and hands them out again, so once warm a training step makes almost no page faults (0-50 per
+DG-SCT step instead of ~360,000 with glibc; a fault costs ~9 µs per 4 KB page on the reference
+machine) and the heap does not fragment: `avfewshot bench dgsct` measured 7.5-8.1 s per step and
+7.5-7.6 GB peak RSS against 9.3-9.5 s and 10.0-10.7 GB with glibc (exact GELU, copies and fresh
+matmul outputs were paying for the faults). Freed pages are kept (``TCMALLOC_RELEASE_RATE=0``):
+with tcmalloc's default release rate later steps faulted them in again. An allocator can only be chosen when the process starts (``LD_PRELOAD``), so
 ``AVFEWSHOT_ALLOCATOR=tcmalloc`` makes the ``avfewshot`` command restart itself once, before it
 imports torch, with the library preloaded (``adopt_allocator``); ``allocator_environment`` gives
 the environment for a child process (the benchmark uses it). A requested library that is not
