@@ -29,8 +29,8 @@ DG-SCT step instead of ~360,000 with glibc; a fault costs ~9 µs per 4 KB page o
 machine) and the heap does not fragment: `avfewshot bench dgsct` measured 7.5-8.1 s per step and
 7.5-7.6 GB peak RSS against 9.3-9.5 s and 10.0-10.7 GB with glibc (exact GELU, copies and fresh
 matmul outputs were paying for the faults). Freed pages are kept (``TCMALLOC_RELEASE_RATE=0``):
-with tcmalloc's default release rate later steps faulted them in again. An allocator can only be chosen when the process starts (``LD_PRELOAD``), so
-``AVFEWSHOT_ALLOCATOR=tcmalloc`` makes the ``avfewshot`` command restart itself once, before it
+with tcmalloc's default release rate later steps faulted them in again. An allocator can only be
+chosen when the process starts (``LD_PRELOAD``), so ``AVFEWSHOT_ALLOCATOR=tcmalloc`` makes the ``avfewshot`` command restart itself once, before it
 imports torch, with the library preloaded (``adopt_allocator``); ``allocator_environment`` gives
 the environment for a child process (the benchmark uses it). A requested library that is not
 installed is a one-line error saying which package to install. The glibc settings above
@@ -99,12 +99,18 @@ def allocator_environment(name: str, environ: Optional[Mapping[str, str]] = None
     """A copy of the environment that starts a process with allocator ``name`` preloaded."""
     env = dict(os.environ if environ is None else environ)
     env[ALLOCATOR_VARIABLE] = name
+    env.pop(_REEXEC_GUARD, None)
+    # drop any allocator this process was started with (e.g. a parent run with tcmalloc)
+    known = [f"lib{library}.so" for libraries, _ in ALLOCATORS.values() for library in libraries]
+    preload = [item for item in env.get("LD_PRELOAD", "").split() if not any(k in item for k in known)]
+    if name != "system":
+        preload.insert(0, find_allocator(name))
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
+    else:
+        env.pop("LD_PRELOAD", None)
     if name == "system":
         return env
-    library = find_allocator(name)
-    preload = [item for item in env.get("LD_PRELOAD", "").split() if item]
-    if library not in preload:
-        env["LD_PRELOAD"] = " ".join([library] + preload)
     # tcmalloc reports every allocation over 1 GB on stderr by default; not an error here
     env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
     # keep freed pages for reuse: returning them made later steps fault them in again (860,000

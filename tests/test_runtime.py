@@ -93,8 +93,9 @@ def test_allocator_settings_are_checked_and_explained(monkeypatch):
     bad = run_python("import sys\nfrom avfewshot.cli import main\nsys.exit(main(['models', 'list']))",
                      AVFEWSHOT_ALLOCATOR="jemalloc")
     assert bad.returncode == 2 and "AVFEWSHOT_ALLOCATOR='jemalloc': valid are system, tcmalloc" in bad.stderr
-    expected = {"PATH": "/bin", "AVFEWSHOT_ALLOCATOR": "system"}
-    assert runtime.allocator_environment("system", {"PATH": "/bin"}) == expected
+    expected = {"PATH": "/bin", "AVFEWSHOT_ALLOCATOR": "system", "LD_PRELOAD": "libother.so"}
+    started_with_tcmalloc = {"PATH": "/bin", "LD_PRELOAD": "libtcmalloc_minimal.so.4 libother.so"}
+    assert runtime.allocator_environment("system", started_with_tcmalloc) == expected
     monkeypatch.setitem(runtime.ALLOCATORS, "tcmalloc", (("no_such_allocator_xyz",), "the-package"))
     with pytest.raises(UserError, match="libno_such_allocator_xyz.so was not found.*install the-package"):
         runtime.allocator_environment("tcmalloc", {})
