@@ -28,6 +28,11 @@ def test_run_writes_result_files(tmp_path):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["test"] == metrics["test"] and saved["demo"] is True
     assert 0.0 <= saved["test"]["accuracy"] <= 100.0 and "hit_rate" in saved["test"]
+    from avfewshot.runtime import denormals_flushed, loaded_allocator
+
+    env = saved["environment"]
+    assert env["allocator"] == loaded_allocator() and env["threads"] == str(torch.get_num_threads())
+    assert env["denormals"] == ("flushed" if denormals_flushed() else "kept")
     assert saved["num_train_clips"] == 12  # 6 demo classes x 2 shots
     assert len(saved["history"]) == 3
     config = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -185,6 +185,7 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
 
 
 def _environment() -> Dict[str, str]:
+    from ..runtime import denormals_flushed, loaded_allocator
     from .distributed import context
 
     return {
@@ -193,6 +194,9 @@ def _environment() -> Dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processes": str(context().world),
+        "threads": str(torch.get_num_threads()),
+        "denormals": "flushed" if denormals_flushed() else "kept",  # changes results at the 1e-38 level
+        "allocator": loaded_allocator(),
         "argv": " ".join(sys.argv),
     }
 
