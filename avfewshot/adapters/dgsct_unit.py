@@ -36,9 +36,9 @@ Speed (exact up to float rounding): the guide projection runs in whichever order
 multiply-adds (tokens first or channels first; the biases are re-associated exactly); the prompt
 p comes from the mean projection row (W̄_tok · guide) without reading the (N, L, C) tensor, which
 the latent exchange builds only when the guide is projected tokens first (otherwise P g'ᵀ and
-softmax(·) g' are re-associated through the K latent rows); mean_L(q_a ⊙ q_v) is computed as q_a ⊙ mean_L(q_v); the
-spatial scores fold W₇ into a per-row vector; when L > C/2 the (1 + M_c) scaling is folded into W₅
-per row instead of scaling all tokens; grouped 1×1 maps are one dense GEMM with a block-diagonal
+softmax(·) g' are re-associated through the K latent rows); mean_L(q_a ⊙ q_v) is computed as
+q_a ⊙ mean_L(q_v); the spatial scores fold W₇ into a per-row vector; when L > C/2 the (1 + M_c)
+scaling is folded into W₅ per row instead of scaling all tokens; grouped 1×1 maps are one dense GEMM with a block-diagonal
 weight (measured fastest on CPU at these widths; the parameters stay grouped); BatchNorms run on
 the (N·L, C) view without permutes and, outside training, are folded into those GEMMs; the gates
 are folded into a GEMM operand (gate_av) and the post-LN affine (gate). In training, steps 7–8 run
@@ -311,10 +311,15 @@ class DGSCTUnit(nn.Module):
         if self.projection_tokens_first():
             tokens = torch.baddbmm(b_tok.unsqueeze(-1), w_tok.expand(n, -1, -1), guide)
             return F.linear(tokens, w_ch, b_ch)
-        # W_tok (guide W_chᵀ) + b_tok ⊗ rowsum(W_ch) + b_ch, re-associated exactly
-        widened = F.linear(guide, w_ch)
-        bias = torch.addr(b_ch.expand(b_tok.shape[0], -1), b_tok, w_ch.sum(dim=1))
+        widened, bias = self._channels_first_factors(guide)
         return torch.baddbmm(bias, w_tok.expand(n, -1, -1), widened)
+
+    def _channels_first_factors(self, guide: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(guide W_chᵀ (N, L_P, C), B (L, C)) with projected guide = W_tok (guide W_chᵀ) + B,
+        B = b_tok ⊗ rowsum(W_ch) + b_ch: the biases re-associated exactly."""
+        w_ch, b_ch = self.guide_channel_proj.weight, self.guide_channel_proj.bias
+        b_tok = self.guide_token_proj.bias
+        return F.linear(guide, w_ch), torch.addr(b_ch.expand(b_tok.shape[0], -1), b_tok, w_ch.sum(dim=1))
 
     def _project_guide_mean(self, guide: torch.Tensor) -> torch.Tensor:
         """Token mean of the projected guide, (N, C), without building the (N, L, C) tensor."""
@@ -348,10 +353,8 @@ class DGSCTUnit(nn.Module):
             projected = self._project_guide(guide)
             reads = torch.softmax(torch.matmul(tokens, projected.transpose(1, 2)), dim=-1)  # (N, K, L)
             return tokens + torch.bmm(reads, projected)
-        w_tok, b_tok = self.guide_token_proj.weight, self.guide_token_proj.bias  # (L, L_P), (L,)
-        w_ch, b_ch = self.guide_channel_proj.weight, self.guide_channel_proj.bias  # (C, C_P), (C,)
-        widened = F.linear(guide, w_ch)  # (N, L_P, C)
-        bias = torch.addr(b_ch.expand(b_tok.shape[0], -1), b_tok, w_ch.sum(dim=1))  # B (L, C)
+        w_tok = self.guide_token_proj.weight  # (L, L_P)
+        widened, bias = self._channels_first_factors(guide)  # (N, L_P, C), (L, C)
         scores = torch.matmul(torch.matmul(tokens, widened.transpose(1, 2)), w_tok.t()) + tokens @ bias.t()
         reads = torch.softmax(scores, dim=-1)  # (N, K, L)
         return tokens + torch.bmm(torch.matmul(reads, w_tok), widened) + torch.matmul(reads, bias)
@@ -361,7 +364,10 @@ class DGSCTUnit(nn.Module):
         # mean_L(q⊙v) = q⊙mean_L(v); the ReLU is not in place: the linear output is a view, whose
         # in-place change cost three full copies in backward
         hidden = self.channel_self(x)
-        query_self = ReluMeanOverTokens.apply(hidden) if torch.is_grad_enabled() else F.relu(hidden).mean(dim=1)
+        if torch.is_grad_enabled():
+            query_self = ReluMeanOverTokens.apply(hidden)
+        else:
+            query_self = F.relu(hidden).mean(dim=1)
         squeezed = F.relu(self.channel_squeeze(query_guide * query_self))
         return torch.sigmoid(self.channel_excite(squeezed))
 
@@ -413,12 +419,18 @@ class DGSCTUnit(nn.Module):
             return x * (token_scale.unsqueeze(-1) + 1.0)
         return x * (row_scale.unsqueeze(1) + token_scale.unsqueeze(-1))
 
-    def _fused_bottleneck(self, x: torch.Tensor, row_scale: torch.Tensor, token_scale: torch.Tensor) -> torch.Tensor:
+    def _post_affine(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """LN_post's weight and bias with the output gate folded in."""
         weight, bias = self.ln_post.weight, self.ln_post.bias
         if self.config.output_gate:
             weight, bias = self.gate * weight, self.gate * bias
-        return modulated_bottleneck(x, row_scale, token_scale, self.ln_before, self.down.dense_weight(), self.bn_down,
-                                    self.up.dense_weight(), self.bn_up, self.ln_post, weight, bias,
+        return weight, bias
+
+    def _fused_bottleneck(self, x: torch.Tensor, row_scale: torch.Tensor,
+                          token_scale: torch.Tensor) -> torch.Tensor:
+        weight, bias = self._post_affine()
+        return modulated_bottleneck(x, row_scale, token_scale, self.ln_before, self.down.dense_weight(),
+                                    self.bn_down, self.up.dense_weight(), self.bn_up, self.ln_post, weight, bias,
                                     self.hold_running_stats)
 
     def _bottleneck(self, x: torch.Tensor) -> torch.Tensor:
@@ -435,10 +447,7 @@ class DGSCTUnit(nn.Module):
         h = F.relu(self._pointwise(h, self.down, self.bn_down if cfg.use_bn else None), inplace=True)
         h = self._pointwise(h, self.up, self.bn_up if cfg.use_bn else None)
         if cfg.post_ln:
-            weight, bias = self.ln_post.weight, self.ln_post.bias
-            if cfg.output_gate:
-                weight, bias = self.gate * weight, self.gate * bias
-            h = F.layer_norm(h, (c,), weight, bias, self.ln_post.eps)
+            h = F.layer_norm(h, (c,), *self._post_affine(), self.ln_post.eps)
         elif cfg.output_gate:
             h = self.gate * h
         return h.view(n, length, c)
