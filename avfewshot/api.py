@@ -9,26 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from .config import RunConfig, parse_overrides, resolve_config
+from .config import RunConfig
 
 
 def make_config(config: Optional[Union[str, Path]] = None, overrides: Optional[Sequence[str]] = None, **explicit) -> RunConfig:
-    """Resolve a run config: defaults -> preset -> recipe file -> explicit keys -> ``key=value`` overrides."""
-    layer = {k: v for k, v in explicit.items() if v is not None}
-    return resolve_config(layer, recipe=config, overrides=parse_overrides(overrides or []))
+    """Resolve and check a run config: defaults -> preset -> recipe file -> explicit keys -> ``key=value`` overrides.
+
+    Task and method names, method options and value ranges are checked here, before anything is built.
+    """
+    from .engine.build import resolve_run_config
+
+    return resolve_run_config(config, list(overrides or []), **explicit)
 
 
 def run(config=None, overrides=None, force: bool = False, progress: bool = True, **explicit) -> Dict:
     """Train and evaluate one experiment (or skip it when finished). Returns its metrics dict.
 
     Keyword arguments are config keys: ``task``, ``method``, ``shots``, ``seed``, ``preset``, and dotted
-    keys through ``overrides=["train.lr=0.002"]``. Call ``avfewshot.runtime.configure()`` before any
-    torch work in the session for full CPU speed (denormal flushing; it warns here when that was late).
+    keys through ``overrides=["train.lr=0.002"]``. The process's floating-point and allocator settings are
+    left alone; call ``avfewshot.runtime.configure()`` first for the CPU speed settings the command uses.
     """
     from .engine.trainer import run_experiment
-    from .runtime import configure
 
-    configure()
     cfg = explicit.pop("cfg", None) or make_config(config, overrides, **explicit)
     return run_experiment(cfg, force=force, progress=progress)
 
@@ -47,21 +49,19 @@ def load_results(results_dir: Union[str, Path] = "results") -> List[Dict]:
 
 
 def build_method(name: str, task: str = "llp_cls", class_names: Optional[List[str]] = None, **explicit):
-    """Build a method by name on the frozen towers of the resolved config (demo towers by default)."""
-    from .data.annotations import dataset_class_names
-    from .engine.trainer import get_backbone
-    from .methods import build_method as _build
-    from .tasks import get_task
+    """Build a method by name on the frozen towers of the resolved config (demo towers by default).
 
-    cfg = make_config(method=name, task=task, **explicit)
-    spec = get_task(task)
-    names = spec.class_list(class_names or dataset_class_names(spec.dataset))
-    return _build(name, get_backbone(cfg), spec, names, cfg.method_args)
+    Without ``class_names`` the classes are those of the data root (``data_root=...``) or of the demo.
+    """
+    from .engine.build import build_run
+
+    data_root = explicit.pop("data_root", None)
+    cfg = make_config(method=name, task=task, **{"data.root": data_root}, **explicit)
+    return build_run(cfg, data="classes", class_names=class_names).method
 
 
 def sweep(*args, **kwargs):
+    """Run a (task x method x shots x seed) grid; see ``avfewshot.experiments.sweep.sweep``."""
     from .experiments.sweep import sweep as _sweep
-    from .runtime import configure
 
-    configure()
     return _sweep(*args, **kwargs)

@@ -1,7 +1,7 @@
 """Command-line front end: parses arguments, then calls into the library.
 
 Each area of the library contributes its sub-commands through an ``add_commands(subparsers)``
-function in a small ``commands`` module; those modules import nothing heavy at import time, so
+function in a module of ``avfewshot/commands/``; those modules import nothing heavy at import time, so
 ``avfewshot --help`` is instant and never touches torch or the network.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import List, Optional
 
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = [
-    "avfewshot.engine.commands",       # run, params
-    "avfewshot.experiments.commands",  # sweep, aggregate, plot, pretrain, viz
-    "avfewshot.data.commands",         # data synth|check
-    "avfewshot.data.split_commands",   # splits make
-    "avfewshot.encoders.commands",     # models list
-    "avfewshot.bench.commands",        # bench <name>
+    "avfewshot.commands.run",          # run, params
+    "avfewshot.commands.experiments",  # sweep, aggregate, plot, pretrain, viz
+    "avfewshot.commands.data",         # data synth|check
+    "avfewshot.commands.splits",       # splits make
+    "avfewshot.commands.models",       # models list
+    "avfewshot.commands.bench",        # bench <name>
 ]
 
 
@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"avfewshot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # area not built yet
-        module.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 
@@ -53,7 +47,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `key=value` overrides may follow any option (argparse stops collecting them at an option)
+        if hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+            args.overrides = list(args.overrides or []) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

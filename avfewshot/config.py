@@ -18,46 +18,60 @@ from .errors import UserError
 from .paths import runners_dir
 
 
+def choice(default: Any, *choices: Any) -> Any:
+    """A field whose value must be one of ``choices`` (each item, for a list field)."""
+    if callable(default):
+        return field(default_factory=default, metadata={"choices": choices})
+    return field(default=default, metadata={"choices": choices})
+
+
+def bounded(default: Any, low: Optional[float] = None, high: Optional[float] = None, above: Optional[float] = None) -> Any:
+    """A numeric field with a range: ``low <= value <= high``, ``value > above``; floats must be finite."""
+    return field(default=default, metadata={"low": low, "high": high, "above": above})
+
+
 @dataclass
 class DataConfig:
     root: Optional[str] = None  # None: the embedded synthetic demo
     media_root: Optional[str] = None  # where the media lives, if not beside the annotation files
-    layout: str = "raw"  # raw (mp4/wav) | dgsct (frames/ + wave/*.npy)
-    frame_position: float = 0.5  # where in each second the frame is taken (0 = start, 0.5 = middle)
+    layout: str = choice("raw", "raw", "dgsct")  # raw (mp4/wav) | dgsct (frames/ + wave/*.npy)
+    frame_position: float = bounded(0.5, low=0.0, high=1.0)  # where in each second the frame is taken
     cache: bool = True  # decoded-input cache
     cache_dir: Optional[str] = None
     feature_cache: bool = True  # frozen-feature cache where a method allows it
-    on_error: str = "raise"  # raise | skip (report and skip clips whose media cannot be decoded)
-    num_workers: int = 0
-    split_protocol: str = "coop"  # coop (seeded random K per class) | dgsct (first K rows per class) | full (pretraining)
+    on_error: str = choice("raise", "raise", "skip")  # skip: report and skip clips whose media cannot be decoded
+    num_workers: int = bounded(0, low=0)
+    # coop (seeded random K per class) | dgsct (first K rows per class) | full (pretraining)
+    split_protocol: str = choice("coop", "coop", "dgsct", "full")
     splits_dir: str = "splits"
     allow_fewer: bool = False
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 4
-    eval_batch_size: int = 8
-    optimizer: str = "adamw"  # adam | adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    schedule: str = "cosine"  # cosine | multistep | constant
+    epochs: int = bounded(20, low=0)  # trained methods need >= 1 (checked with the method)
+    batch_size: int = bounded(4, low=1)
+    eval_batch_size: int = bounded(8, low=1)
+    optimizer: str = choice("adamw", "adam", "adamw", "sgd")
+    lr: float = bounded(2e-3, above=0.0)
+    weight_decay: float = bounded(0.0, low=0.0)
+    momentum: float = bounded(0.9, low=0.0, high=1.0)
+    schedule: str = choice("cosine", "cosine", "multistep", "constant")
     milestones: List[int] = field(default_factory=list)
-    lr_gamma: float = 0.5
-    warmup_epochs: int = 0
-    grad_clip: float = 1.0  # max gradient norm; 0 disables
-    selection: str = "last"  # last | val ; "best_on_test_UNSAFE" only reproduces the official protocol
-    threads: int = 0  # torch threads; 0 = torch default
+    lr_gamma: float = bounded(0.5, above=0.0)
+    warmup_epochs: int = bounded(0, low=0)
+    grad_clip: float = bounded(1.0, low=0.0)  # max gradient norm; 0 disables
+    # val | last; "best_on_test_UNSAFE" only reproduces the released DG-SCT protocol
+    selection: str = choice("last", "last", "val", "best_on_test_UNSAFE")
+    threads: int = bounded(0, low=0)  # torch threads; 0 = torch default
 
 
 @dataclass
 class RunConfig:
     task: str = "llp_cls"
     method: str = "dgsct"  # the method this toolkit exists for
-    shots: int = 16
-    seed: int = 1
+    shots: int = bounded(16, low=0)
+    seed: int = bounded(1, low=0)
     preset: str = "paper"
     init: Optional[str] = None  # a pretraining bundle to start from (zero-shot transfer)
     results_dir: str = "results"
@@ -122,13 +136,14 @@ DEMO_OVERRIDES: Dict[str, Any] = {
 }
 
 
-def _coerce(value: Any, typ: Any, where: str) -> Any:
+def coerce_value(value: Any, typ: Any, where: str) -> Any:
+    """``value`` (a YAML scalar or a command-line string) as type ``typ``; errors name ``where``."""
     origin = get_origin(typ)
     if origin is Union:  # Optional[X]
         args = [a for a in get_args(typ) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
-        return _coerce(value, args[0], where)
+        return coerce_value(value, args[0], where)
     if isinstance(value, str) and typ is not str and origin is None:
         value = yaml.safe_load(value)
     if typ is bool:
@@ -151,7 +166,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             value = [value]
         (item,) = get_args(typ) or (Any,)
-        return [_coerce(v, item, where) if item is not Any else v for v in value]
+        return [coerce_value(v, item, where) if item is not Any else v for v in value]
     if origin in (dict, Dict):
         if isinstance(value, str):
             value = yaml.safe_load(value)
@@ -159,6 +174,46 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             raise UserError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     return value
+
+
+def check_fields(obj: Any, prefix: str) -> None:
+    """Check every field's declared choices and range (``choice`` / ``bounded``); one-line errors name the key."""
+    import math
+
+    for f in fields(obj):
+        value, meta, key = getattr(obj, f.name), f.metadata, f"{prefix}.{f.name}" if prefix else f.name
+        if "choices" in meta and value is not None:
+            for item in value if isinstance(value, list) else [value]:
+                if item not in meta["choices"]:
+                    valid = ", ".join(str(c) for c in meta["choices"])
+                    raise UserError(f"{key}={item!r} is not valid; choose from {valid}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and ("low" in meta or "above" in meta):
+            low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{key}={value} must be a finite number")
+            if (low is not None and value < low) or (high is not None and value > high) or (above is not None and value <= above):
+                wanted = " and ".join(w for w in (f">= {low}" if low is not None else "", f"> {above}" if above is not None else "",
+                                                  f"<= {high}" if high is not None else "") if w)
+                raise UserError(f"{key}={value} is out of range; it must be {wanted}")
+        if is_dataclass(value):
+            check_fields(value, key)
+
+
+def build_dataclass(cls: Any, values: Dict[str, Any], prefix: str, owner: str) -> Any:
+    """``cls(**values)`` with every value coerced to its field's type and checked (choices, ranges).
+
+    Unknown keys, wrong types and bad values are one-line errors naming ``prefix.key`` and the valid choices.
+    """
+    hints = get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise UserError(f"unknown option {prefix}.{unknown[0]} for {owner}; valid options: {', '.join(sorted(valid))}")
+    obj = cls(**{k: coerce_value(v, hints[k], f"{prefix}.{k}") for k, v in values.items()})
+    check_fields(obj, prefix)
+    if callable(getattr(obj, "validate", None)):
+        obj.validate()  # cross-field rules of the dataclass itself
+    return obj
 
 
 def set_path(cfg: Any, dotted: str, value: Any) -> None:
@@ -176,7 +231,7 @@ def set_path(cfg: Any, dotted: str, value: Any) -> None:
         if name not in names:
             raise UserError(f"unknown config key {dotted!r}; valid keys here: {', '.join(names)}")
         if i == len(parts) - 1:
-            setattr(obj, name, _coerce(value, hints[name], dotted))
+            setattr(obj, name, coerce_value(value, hints[name], dotted))
         else:
             obj = getattr(obj, name)
 
@@ -201,6 +256,10 @@ def read_yaml_mapping(path: Union[str, Path], what: str = "recipe file", shape: 
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise UserError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder; give a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} {path} cannot be read ({exc.strerror if isinstance(exc, OSError) else 'not text'})") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{what} {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -226,11 +285,12 @@ def resolve_config(
     base: Optional[Dict[str, Any]] = None,
     recipe: Optional[Union[str, Path]] = None,
     overrides: Optional[Dict[str, Any]] = None,
+    demo_layers: Optional[bool] = None,
 ) -> RunConfig:
     """defaults -> preset -> [demo towers] -> recipe -> [runners/demo/<method>.yaml] -> explicit keys.
 
     ``base`` holds explicit CLI flags (task, method, ...); ``overrides`` the ``key=value`` items.
-    The two bracketed layers apply only on the embedded demo (no data root).
+    The two bracketed layers apply on the embedded demo (no data root), unless ``demo_layers`` says otherwise.
     """
     layers: List[Dict[str, Any]] = []
     recipe_layer = load_recipe(recipe) if recipe else {}
@@ -241,7 +301,7 @@ def resolve_config(
         raise UserError(f"unknown preset {preset!r}; valid presets: {', '.join(sorted(PRESETS))}")
     layers.append(PRESETS[preset])
     root = explicit.get("data.root", recipe_layer.get("data.root"))
-    demo = root in (None, "", "none")
+    demo = root in (None, "", "none") if demo_layers is None else demo_layers
     if demo:
         layers.append(DEMO_OVERRIDES)
     layers.append(recipe_layer)
@@ -255,6 +315,7 @@ def resolve_config(
     for layer in layers:
         for key, value in layer.items():
             set_path(cfg, key, value)
+    check_fields(cfg, "")
     return cfg
 
 

@@ -15,3 +15,10 @@ class MediaError(UserError):
 
 class MissingCheckpointError(UserError, FileNotFoundError):
     """Weights that are not on disk: the message names the expected path and the official source."""
+
+
+class UnknownNameError(UserError, KeyError):
+    """A name that no registry holds (method, task, ...): the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

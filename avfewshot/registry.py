@@ -1,11 +1,13 @@
 """Name -> object registries for methods, tasks, encoders and benchmarks.
 
-A duplicate name is an error, and an unknown name raises a ``KeyError`` that lists the valid
-choices, so a typo on the command line tells the user what exists.
+A duplicate name is an error, and an unknown name raises ``UnknownNameError`` (a ``UserError`` and a
+``KeyError``) that lists the valid choices, so a typo on the command line tells the user what exists.
 """
 from __future__ import annotations
 
 from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+
+from .errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -33,7 +35,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             valid = ", ".join(sorted(self._items)) or "(none registered)"
-            raise KeyError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -18,7 +18,7 @@ pretrain_results="${results}_pretrain"
 bundle="$pretrain_results/dgsct_vggsound40k.pt"
 
 "$avfewshot" sweep --task llp_cls \
-  --methods zeroshot linear_probe coop cocoop clip_adapter maple dgsct \
+  --methods zeroshot linear_probe coop kgcoop cocoop clip_adapter maple dgsct \
   --shots 1 4 16 --seeds 1 2 --recipes runners --results "$results" --no-progress
 
 "$avfewshot" pretrain --dataset vggsound40k --method dgsct --config runners/dgsct_pretrain.yaml \

@@ -23,7 +23,7 @@ bundle="$pretrain_results/dgsct_vggsound40k.pt"
 read -r -a overrides <<< "${OVERRIDES:-}"
 
 "$avfewshot" sweep --task ave ave_cls llp_cls \
-  --methods zeroshot zeroshot_clip zeroshot_clap coop cocoop clip_adapter maple dgsct \
+  --methods zeroshot zeroshot_clip zeroshot_clap coop kgcoop cocoop clip_adapter maple dgsct \
   --shots 1 2 4 8 16 --seeds 1 2 3 \
   --data-root "ave=$AVE_ROOT" --data-root "llp=$LLP_ROOT" \
   --recipes runners --schedule runners/paper_schedule.yaml --results "$results" "${overrides[@]}"

@@ -83,15 +83,11 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path, monkeypatch):
 
 
 def test_training_touches_no_frozen_weight(tmp_path):
-    from avfewshot.engine.data import build_run_data
-    from avfewshot.methods import build_method
-    from avfewshot.tasks import get_task
+    from avfewshot.engine.build import build_run
 
     cfg = _cfg(tmp_path)
-    task = get_task("llp_cls")
-    backbone = trainer.get_backbone(cfg)
-    data = build_run_data(cfg, task, backbone, need_train=True)
-    method = build_method("linear_probe", backbone, task, data.class_names, {})
+    run = build_run(cfg, data="train")
+    backbone, data, method = run.backbone, run.data, run.method
     frozen = {k: v.clone() for k, v in backbone.state_dict().items()}
     trainable = {k: v.clone() for k, v in method.trainable_state().items()}
     opt = trainer.make_optimizer(method.trainable_parameters(), cfg)

@@ -213,7 +213,7 @@ def test_schedule_and_recipe_layers(tmp_path, fake_run, monkeypatch):
 
 
 def test_data_root_per_dataset(tmp_path, fake_run):
-    from avfewshot.experiments.commands import _data_roots
+    from avfewshot.commands.experiments import _data_roots
 
     roots = _data_roots(["ave=/data/AVE", "llp=/data/LLP"])
     assert roots == {"ave": "/data/AVE", "llp": "/data/LLP"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avfewshot.data import split_commands
+from avfewshot.commands import splits as split_commands
 from avfewshot.data.annotations import read_ave, read_llp
 from avfewshot.data.splits import (
     GENERATOR_VERSION,

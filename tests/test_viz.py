@@ -1,22 +1,14 @@
 """viz attention / tsne draw real figures from a DG-SCT method on demo clips."""
 import numpy as np
 
-from avfewshot.api import make_config
-from avfewshot.engine.data import build_run_data
-from avfewshot.engine.trainer import get_backbone
+from avfewshot.engine.build import build_run, resolve_run_config
 from avfewshot.experiments import viz
-from avfewshot.methods import build_method
-from avfewshot.tasks import get_task
 
 
 def _method_and_clips():
-    cfg = make_config(task="llp_cls", method="dgsct", shots=0)
-    task = get_task("llp_cls")
-    backbone = get_backbone(cfg)
-    data = build_run_data(cfg, task, backbone, need_train=False)
-    data.test.records = data.test.records[:8]
-    method = build_method("dgsct", backbone, task, task.class_list(data.class_names), cfg.method_args).eval()
-    return method, data.test, data.class_names
+    run = build_run(resolve_run_config(task="llp_cls", method="dgsct", shots=0), data="eval")
+    run.data.test.records = run.data.test.records[:8]
+    return run.method.eval(), run.data.test, run.data.class_names
 
 
 def test_tsne_and_attention_figures(tmp_path):

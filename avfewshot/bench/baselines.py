@@ -16,17 +16,22 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 
-def _config(work: Path, method: str, batch_size: int):
-    from ..config import resolve_config
+def _build(work: Path, method: str, batch_size: int, method_args: Optional[Dict] = None):
+    """The demo AVE run of ``method`` at 16 shots (decoded cache in ``work``, feature cache off)."""
+    import torch
 
-    return resolve_config({
-        "task": "ave", "method": method, "shots": 16, "seed": 1,
-        "results_dir": str(work / "results"), "data.cache_dir": str(work / "decoded"),
-        "train.batch_size": batch_size, "train.optimizer": "sgd", "train.lr": 0.002, "train.epochs": 1,
-    })
+    from ..engine.build import build_run, resolve_run_config
+
+    keys = {"task": "ave", "method": method, "shots": 16, "seed": 1,
+            "results_dir": str(work / "results"), "data.cache_dir": str(work / "decoded"), "data.feature_cache": False,
+            "train.batch_size": batch_size, "train.optimizer": "sgd", "train.lr": 0.002, "train.epochs": 1}
+    keys.update({f"method.{k}": v for k, v in (method_args or {}).items()})
+    run = build_run(resolve_run_config(**keys), data="train")
+    torch.manual_seed(0)
+    return run
 
 
 def _epoch_seconds(method, data, cfg, repeats: int) -> float:
@@ -64,20 +69,11 @@ def _compute_seconds(method, batches, repeats: int) -> float:
 
 
 def _cache_figures(work: Path, name: str, repeats: int) -> Dict[str, float]:
-    import torch
-
-    from ..engine.data import build_run_data
-    from ..engine.trainer import get_backbone, loader, make_optimizer, train_one_epoch, warm_feature_cache
-    from ..methods import build_method
+    from ..engine.trainer import loader, make_optimizer, train_one_epoch, warm_feature_cache
     from ..methods.features import FeatureStore
-    from ..tasks import get_task
 
-    cfg = _config(work, name, batch_size=32)
-    task = get_task(cfg.task)
-    backbone = get_backbone(cfg)
-    data = build_run_data(cfg, task, backbone, need_train=True)
-    torch.manual_seed(0)
-    method = build_method(name, backbone, task, task.class_list(data.class_names), cfg.method_args)
+    run = _build(work, name, batch_size=32)
+    cfg, backbone, data, method = run.cfg, run.backbone, run.data, run.method
     # warm the decoded-input cache so both measurements read decoded clips
     train_one_epoch(method, data.train, make_optimizer(method.trainable_parameters(), cfg), cfg, 0, progress=False)
     batches = [b for b in loader(data.train, cfg.train.batch_size, cfg) if b is not None]
@@ -97,23 +93,15 @@ def _cocoop_figures(work: Path, repeats: int, steps: int = 3) -> Dict[str, float
     import torch
 
     from ..data.dataset import collate_clips
-    from ..engine.data import build_run_data
-    from ..engine.trainer import get_backbone
-    from ..methods import build_method
     from ..methods.features import FeatureStore
-    from ..tasks import get_task
 
-    cfg = _config(work, "cocoop", batch_size=1)
-    task = get_task(cfg.task)
-    backbone = get_backbone(cfg)
-    data = build_run_data(cfg, task, backbone, need_train=True)
-    names = task.class_list(data.class_names)
-    batch = collate_clips([data.train[0]])
-    store = FeatureStore(backbone, root=work / "features")
+    store = batch = None
     out: Dict[str, float] = {}
     for truncate in (False, True):
-        torch.manual_seed(0)
-        method = build_method("cocoop", backbone, task, names, {"truncate_text": truncate})
+        run = _build(work, "cocoop", batch_size=1, method_args={"truncate_text": truncate})
+        method = run.method
+        batch = batch if batch is not None else collate_clips([run.data.train[0]])
+        store = store or FeatureStore(run.backbone, root=work / "features")
         method.features = store
         optimizer = torch.optim.SGD(method.trainable_parameters(), lr=0.002)
         method.train()

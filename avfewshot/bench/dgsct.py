@@ -100,27 +100,19 @@ def build(work_dir: Path, method_args: Optional[Dict] = None):
     """(method, batch) at real size with random weights, dgsct-official preset, LLP classification."""
     import torch
 
-    from ..config import resolve_config
-    from ..data.annotations import dataset_class_names
-    from ..encoders import build_backbone
-    from ..encoders.tokenizers import expected_tokenizer_location
     from ..encoders import specs
-    from ..methods import build_method
-    from ..tasks import get_task
+    from ..encoders.tokenizers import expected_tokenizer_location
+    from ..engine.build import TowerCache, build_run, resolve_run_config
 
-    explicit = {"method": "dgsct", "task": "llp_cls", "preset": "dgsct-official", "data.root": ".",
-                "model.clip_weights": "none", "model.clap_weights": "none"}
-    cfg = resolve_config(explicit)
+    explicit = {"method": "dgsct", "task": "llp_cls", "preset": "dgsct-official", "seed": 0,
+                "model.clip_weights": "none", "model.clap_weights": "none", "data.feature_cache": False}
+    explicit.update({f"method.{k}": v for k, v in (method_args or {}).items()})
+    cfg = resolve_run_config(demo_layers=False, **explicit)
     _, folder = expected_tokenizer_location(specs.clap_arch(cfg.model.clap_arch).text)
     if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
         cfg.model.clap_tokenizer = str(write_standin_roberta_tokenizer(work_dir / "roberta-standin"))
-    torch.manual_seed(0)
-    backbone = build_backbone(cfg.model)
-    task = get_task("llp_cls")
-    names = task.class_list(dataset_class_names("llp"))
-    args = dict(cfg.method_args)
-    args.update(method_args or {})
-    method = build_method("dgsct", backbone, task, names, args)
+    run = build_run(cfg, data="none", towers=TowerCache())
+    method, backbone, names = run.method, run.backbone, run.class_names
     g = torch.Generator().manual_seed(0)
     b, t = 2, 10
     labels = torch.zeros(b, len(names))

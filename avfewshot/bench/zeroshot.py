@@ -44,18 +44,13 @@ class _TowerTimer:
 def run(repeats: int = 3) -> Dict[str, object]:
     import torch
 
-    from ..api import make_config
-    from ..engine.data import build_run_data
-    from ..engine.trainer import evaluate, get_backbone, predict
-    from ..methods import build_method
+    from ..engine.build import build_run, resolve_run_config
+    from ..engine.trainer import evaluate, predict
     from ..methods.features import FeatureStore
-    from ..tasks import get_task
 
-    cfg = make_config(task="llp_cls", method="zeroshot", shots=0)
-    task = get_task(cfg.task)
-    backbone = get_backbone(cfg)
-    data = build_run_data(cfg, task, backbone, need_train=False)  # decodes once: the decoded cache is warm
-    method = build_method("zeroshot", backbone, task, task.class_list(data.class_names), cfg.method_args)
+    cfg = resolve_run_config(task="llp_cls", method="zeroshot", shots=0, **{"data.feature_cache": False})
+    run = build_run(cfg, data="eval")  # decodes once: the decoded cache is warm
+    task, backbone, data, method = run.task, run.backbone, run.data, run.method
     n = len(data.test)
     segments = n * 10
     predict(method, data.test, cfg)  # warm-up (allocator, lazy imports)

@@ -654,3 +654,19 @@ def dataset_class_names(dataset: str, root: Optional[PathLike] = None) -> List[s
     if key == "vggsound40k":
         return _read_class_list(_require_file(Path(root) / VGG40K_CATEGORIES, "VGG-Sound 40K"))
     return sorted({row[3] for row in _read_vggsound_rows(_require_file(_vggsound_csv(root), "VGG-Sound"))})
+
+
+REQUIRED_FILES: Dict[str, Tuple[str, ...]] = {
+    "ave": (AVE_ANNOTATIONS, AVE_CATEGORIES, *AVE_SPLIT_FILES.values()),
+    "llp": tuple(LLP_SPLIT_FILES.values()),
+    "vggsound": (VGGSOUND_CSV,),
+    "vggsound40k": (VGG40K_LABELS, VGG40K_CATEGORIES),
+}
+
+
+def missing_annotation_files(dataset: str, root: PathLike) -> List[str]:
+    """The annotation files ``read_annotations(dataset, root)`` needs that are not in ``root`` (a cheap check)."""
+    key = _check_dataset(dataset)
+    if key == "vggsound" and Path(root).is_file():
+        return []
+    return [name for name in REQUIRED_FILES[key] if not (Path(root) / name).is_file()]

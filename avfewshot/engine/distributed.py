@@ -33,6 +33,14 @@ class Context:
         if self.enabled:
             torch.distributed.barrier()
 
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
     def gather(self, obj) -> List:
         """Every rank's ``obj`` in rank order (on every rank)."""
         if not self.enabled:
@@ -47,6 +55,17 @@ _CONTEXT = Context()
 
 def context() -> Context:
     return _CONTEXT
+
+
+def process_rank() -> int:
+    """This process's rank: the process group's when one is running, else torchrun's ``RANK``, else 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
 
 
 def init_from_environment() -> Context:

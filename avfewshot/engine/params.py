@@ -4,8 +4,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-from ..config import parse_overrides, resolve_config
-
 
 def count_by_module(method, depth: int = 2) -> "OrderedDict[str, Tuple[int, int]]":
     """name prefix (first ``depth`` components) -> (trainable, total)."""
@@ -20,24 +18,16 @@ def count_by_module(method, depth: int = 2) -> "OrderedDict[str, Tuple[int, int]
 
 
 def build_real_size(method_name: str, task_name: str, preset: str, clip_arch: Optional[str], overrides: List[str]):
-    import torch
+    """The method at real size (the preset's architectures), random weights, the dataset's official class list."""
+    from .build import TowerCache, build_run, resolve_run_config
 
-    from ..data.annotations import dataset_class_names
-    from ..methods import build_method
-    from ..tasks import get_task
-    from ..encoders import build_backbone
-
-    explicit: Dict[str, object] = {"method": method_name, "task": task_name, "preset": preset, "data.root": "."}
-    explicit.update({"model.clip_weights": "none", "model.clap_weights": "none"})
+    explicit: Dict[str, object] = {"method": method_name, "task": task_name, "preset": preset, "seed": 0,
+                                   "model.clip_weights": "none", "model.clap_weights": "none"}
     if clip_arch:
         explicit["model.clip_arch"] = clip_arch
-    explicit.update(parse_overrides(overrides))
-    cfg = resolve_config(explicit)
-    task = get_task(task_name)
-    torch.manual_seed(0)
-    backbone = build_backbone(cfg.model, placeholder_tokenizer=True)
-    names = task.class_list(dataset_class_names(task.dataset))
-    return build_method(method_name, backbone, task, names, cfg.method_args), cfg
+    cfg = resolve_run_config(None, overrides, demo_layers=False, **explicit)
+    run = build_run(cfg, data="none", towers=TowerCache(), placeholder_tokenizer=True)
+    return run.method, cfg
 
 
 def print_parameter_table(method_name, task_name, preset, clip_arch, overrides, depth: int = 2) -> None:

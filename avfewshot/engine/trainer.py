@@ -6,7 +6,6 @@ killed run restarted from its last checkpoint ends with exactly the metrics of a
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import platform
@@ -25,29 +24,13 @@ from . import results as res
 
 log = logging.getLogger("avfewshot")
 
-SELECTIONS = ("last", "val", "best_on_test_UNSAFE")
-
-
 # -- building blocks --------------------------------------------------------------------------
-_BACKBONES: Dict[str, object] = {}
-
-
-def get_backbone(cfg: RunConfig):
-    """Build (or reuse within this process) the frozen towers for the model config."""
-    from ..encoders import build_backbone
-
-    key = repr(dataclasses.asdict(cfg.model))
-    if key not in _BACKBONES:
-        _BACKBONES.clear()  # keep at most one backbone in memory
-        _BACKBONES[key] = build_backbone(cfg.model)
-    return _BACKBONES[key]
-
-
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31 - 1)
 
 
 def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    """``params``: a list of tensors or of parameter groups (``Method.optimizer_param_groups``)."""
     """The configured optimizer with fused updates: the same arithmetic as the per-parameter loop
     (to rounding, ~1e-8) in one vectorised pass per parameter. DG-SCT has 1,591 trainable tensors
     (93 M values): Adam's step measured 75 ms fused against 230 ms with ``foreach`` on CPU."""
@@ -159,7 +142,7 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
         if not torch.isfinite(loss):
             raise UserError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower train.lr or check the inputs")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        method.backward(loss, parts)
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
         optimizer.step()
@@ -201,13 +184,20 @@ def _environment() -> Dict[str, str]:
     }
 
 
+def _usable(dataset) -> int:
+    """Clips of a dataset that were not skipped (undecodable media with data.on_error=skip)."""
+    if dataset is None:
+        return 0
+    return len(dataset) - len(set(getattr(dataset, "skipped", None) or []))
+
+
 def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, say=print) -> Dict:
     """Run (or resume, or skip when finished) one (task, method, shots, seed) experiment."""
+    from .build import check_run_config
     from .distributed import init_from_environment
 
+    check_run_config(cfg)
     ctx = init_from_environment()
-    if cfg.train.selection not in SELECTIONS:
-        raise UserError(f"unknown train.selection {cfg.train.selection!r}; valid: {', '.join(SELECTIONS)}")
     run_dir = cfg.run_dir()
     if res.is_finished(run_dir) and not force:
         if ctx.main:
@@ -228,45 +218,30 @@ def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, s
 
 
 def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
-    from ..methods import build_method
-    from ..methods.features import FeatureStore
-    from ..tasks import get_task
-    from .data import build_run_data
+    from . import resume
+    from .build import build_run
 
     started = time.time()
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    task = get_task(cfg.task)
     if cfg.demo:
         say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
             "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
-    torch.manual_seed(cfg.seed)
-    backbone = get_backbone(cfg)
-    if ctx.enabled and not ctx.main:
-        ctx.barrier()  # rank 0 synthesises the demo / writes the split first
-    data = build_run_data(cfg, task, backbone, need_train=cfg.shots > 0)
-    if ctx.enabled and ctx.main:
-        ctx.barrier()
-    class_list = task.class_list(data.class_names)
-    torch.manual_seed(cfg.seed)  # method initialisation depends on the seed only
-    method = build_method(cfg.method, backbone, task, class_list, cfg.method_args)
-    if cfg.init:
-        from .bundles import load_bundle_into
-
-        load_bundle_into(method, cfg.init)
-    if cfg.data.feature_cache and method.cacheable_features:
-        method.features = FeatureStore(backbone)
-        if {"image", "audio"} <= set(method.cacheable_features):
-            warm_feature_cache(method, [data.train, data.val, data.test], cfg, progress)
-    cfg.method_args = dataclasses.asdict(method.cfg)  # save the method's resolved options too
-    if ctx.main:
+    run = build_run(cfg, data="train")
+    method, task, data = run.method, run.task, run.data
+    if method.features is not None and {"image", "audio"} <= set(method.cacheable_features):
+        warm_feature_cache(method, [data.train, data.val, data.test], cfg, progress)
+    checkpoint = None
+    if cfg.shots > 0 and method.trainable_parameters() and ctx.main:
+        checkpoint = resume.read_checkpoint(run_dir / res.LAST_CKPT, resume.fingerprint(cfg, run.backbone, data.split_file), say)
+    if ctx.main:  # written only once the checkpoint (if any) is known to belong to this configuration
         res.write_text(run_dir / res.CONFIG_FILE, dump_yaml(cfg))
     log.info("run %s: task=%s method=%s shots=%d seed=%d preset=%s", run_dir, cfg.task, cfg.method, cfg.shots, cfg.seed, cfg.preset)
 
     params = method.trainable_parameters()
     history, best, train_time = [], {"score": None, "epoch": None}, 0.0
     if cfg.shots > 0 and params and cfg.train.epochs > 0:
-        history, best, train_time = _train(cfg, run_dir, method, task, data, progress, say, ctx)
+        history, best, train_time = _train(cfg, run, run_dir, checkpoint, progress, say, ctx)
     elif cfg.shots > 0 and not params:
         log.info("method %s has nothing to train; evaluating as is", cfg.method)
 
@@ -286,10 +261,10 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
         "best_epoch": best["epoch"],
         "val_score": best["score"],
         "history": history,
-        "num_train_clips": len(data.train) if data.train is not None else 0,
-        "num_val_clips": len(data.val) if data.val is not None else 0,
-        "num_test_clips": len(data.test),
-        "skipped_clips": sorted(set(getattr(data.test, "skipped", []) or []) | set(getattr(data.train, "skipped", []) or [])),
+        "num_train_clips": _usable(data.train),
+        "num_val_clips": _usable(data.val),
+        "num_test_clips": _usable(data.test),
+        "skipped_clips": sorted({c for ds in (data.train, data.val, data.test) for c in (getattr(ds, "skipped", None) or [])}),
         "trainable_parameters": int(sum(p.numel() for p in params)),
         "split_file": str(data.split_file) if data.split_file else None,
         "train_seconds": round(train_time, 2),
@@ -309,25 +284,26 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     return metrics
 
 
-def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, say, ctx):
+def _train(cfg: RunConfig, run, run_dir: Path, checkpoint: Optional[Dict], progress: bool, say, ctx):
+    from . import resume
     from .distributed import wrap
     from .tensorboard import close_writer, log_scalars, tensorboard_writer_for
 
-    params = method.trainable_parameters()
-    optimizer = make_optimizer(params, cfg)
+    method, task, data = run.method, run.task, run.data
+    optimizer = make_optimizer(method.optimizer_param_groups(cfg.train), cfg)
     scheduler = make_scheduler(optimizer, cfg)
     start_epoch, history = 0, []
     best = {"score": None, "epoch": None}
     best_state = None
     ckpt_path = run_dir / res.LAST_CKPT
-    if ckpt_path.exists():
-        ckpt = res.load_torch(ckpt_path)
-        method.load_trainable_state(ckpt["state"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, history, best, best_state = ckpt["epoch"], ckpt["history"], ckpt["best"], ckpt.get("best_state")
+    if ctx.enabled:  # every rank resumes from what rank 0 read (only rank 0 reads and checks the file)
+        checkpoint = ctx.broadcast(checkpoint)
+    if checkpoint is not None and resume.restore(checkpoint, method, optimizer, scheduler, ckpt_path, say if ctx.main else (lambda *_: None)):
+        start_epoch, history, best = checkpoint["epoch"], checkpoint["history"], checkpoint["best"]
+        best_state = checkpoint.get("best_state")
         say(f"[avfewshot] resuming {run_dir} after epoch {start_epoch}")
         log.info("resumed after epoch %d", start_epoch)
+    fingerprint = resume.fingerprint(cfg, run.backbone, data.split_file)
     selection = cfg.train.selection
     select_on = {"val": data.val, "best_on_test_UNSAFE": data.test}.get(selection)
     if selection == "val" and data.val is None:
@@ -354,6 +330,8 @@ def _train(cfg: RunConfig, run_dir: Path, method, task, data, progress: bool, sa
         log_scalars(writer, entry, epoch + 1)
         if ctx.main:
             res.save_torch(ckpt_path, {
+                "format": resume.CHECKPOINT_FORMAT,
+                "fingerprint": fingerprint,
                 "epoch": epoch + 1,
                 "state": method.trainable_state(),
                 "optimizer": optimizer.state_dict(),

@@ -29,13 +29,13 @@ def default_bundle_path(method: str, dataset: str, seed: int) -> Path:
 def pretrain_config(dataset: str = "vggsound40k", method: str = "dgsct", data_root: Optional[PathLike] = None,
                     config: Optional[PathLike] = None, overrides: Sequence[str] = (), seed: Optional[int] = None,
                     preset: Optional[str] = None, results_dir: PathLike = "results/pretrain"):
-    from .. import api
+    from ..engine.build import resolve_run_config
 
     if dataset not in PRETRAIN_DATASETS:
         raise UserError(f"--dataset {dataset!r}: pretraining is defined for {', '.join(PRETRAIN_DATASETS)}")
     explicit = {"task": dataset, "method": method, "seed": seed, "preset": preset,
                 "data.root": str(data_root) if data_root else None, "results_dir": str(results_dir), **PRETRAIN_KEYS}
-    cfg = api.make_config(config, list(overrides), **explicit)
+    cfg = resolve_run_config(config, list(overrides), **explicit)
     if cfg.data.split_protocol != "full":
         raise UserError("pretraining uses every train clip: data.split_protocol must stay 'full'")
     if cfg.shots <= 0:
@@ -48,15 +48,16 @@ def pretrain(dataset: str = "vggsound40k", method: str = "dgsct", data_root: Opt
              seed: Optional[int] = None, preset: Optional[str] = None, results_dir: PathLike = "results/pretrain",
              progress: bool = True, force: bool = False, say: Callable[[str], None] = print) -> Path:
     """Train (or resume, or reuse) the pretraining run and write its bundle; returns the bundle path."""
-    from .. import api
+    from ..engine.distributed import is_main_process
+    from ..engine.trainer import run_experiment
 
     cfg = pretrain_config(dataset, method, data_root, config, overrides, seed, preset, results_dir)
-    metrics = api.run(cfg=cfg, progress=progress, force=force)
+    metrics = run_experiment(cfg, force=force, progress=progress)
     if not metrics.get("trainable_parameters"):
         raise UserError(f"method {method!r} has nothing to train, so there is nothing to pretrain; "
                         "zero-shot methods run as they are (`avfewshot run --shots 0`)")
     out = Path(out) if out else default_bundle_path(cfg.method, dataset, cfg.seed)
-    if _is_main_process():
+    if is_main_process():
         bundle_from_run(cfg.run_dir(), out, metrics)
         say(f"[avfewshot] pretraining bundle -> {out}\n"
             f"[avfewshot] zero-shot transfer: avfewshot run --method {cfg.method} --shots 0 --init {out} --task ave|ave_cls|llp_cls")
@@ -65,34 +66,12 @@ def pretrain(dataset: str = "vggsound40k", method: str = "dgsct", data_root: Opt
 
 def bundle_from_run(run_dir: PathLike, out: PathLike, metrics: Optional[dict] = None) -> Path:
     """Rebuild a finished run's method from its config.yaml + trainable.pt and save its bundle."""
-    import yaml
-
-    from ..config import from_dict
-    from ..data.annotations import read_annotations
-    from ..engine import results as res
-    from ..engine.data import data_root
-    from ..engine.trainer import get_backbone
-    from ..methods import build_method
-    from ..tasks import get_task
+    from ..engine.build import rebuild_run
     from ..engine.bundles import save_bundle
 
-    run_dir = Path(run_dir)
-    final = run_dir / res.FINAL_CKPT
-    if not final.exists() or not res.is_finished(run_dir):
-        raise UserError(f"{run_dir} is not a finished run (no {res.METRICS_FILE} / {res.FINAL_CKPT}); run the pretraining first")
-    cfg = from_dict(yaml.safe_load((run_dir / res.CONFIG_FILE).read_text()))
-    task = get_task(cfg.task)
-    class_names = task.class_list(list(read_annotations(task.dataset, data_root(cfg, task.dataset)).class_names))
-    method = build_method(cfg.method, get_backbone(cfg), task, class_names, cfg.method_args)
-    method.load_trainable_state(res.load_torch(final)["state"])
+    run = rebuild_run(run_dir, data="classes")
     extra = {"pretraining_run": str(run_dir)}
     if metrics:
         extra.update({"test": metrics.get("test"), "val_score": metrics.get("val_score"), "best_epoch": metrics.get("best_epoch"),
                       "num_train_clips": metrics.get("num_train_clips"), "demo": metrics.get("demo")})
-    return save_bundle(out, method, cfg, class_names, extra)
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
+    return save_bundle(out, run.method, run.cfg, run.class_names, extra)

@@ -1,6 +1,6 @@
 """Run a (task x method x shots x seed) grid in-process, with one progress display over the grid.
 
-Each cell is one ``avfewshot.api.run`` call, so the engine's per-run rules apply: a finished run
+Each cell is one ``engine.trainer.run_experiment`` call, so the engine's per-run rules apply: a finished run
 (its ``metrics.json`` exists) is skipped, an interrupted one resumes from its last checkpoint.
 A failing run is reported and the sweep goes on; the failures are listed at the end.
 
@@ -16,7 +16,6 @@ shots, seed, preset, data root, results folder) -> ``overrides``.
 """
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -116,13 +115,9 @@ def _flatten(mapping: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 # -- zero-shot detection ----------------------------------------------------------------------
 def method_is_zero_shot(method: str, cfg=None) -> bool:
     """Whether ``method`` has nothing to train: its class attribute ``Method.zero_shot``."""
-    from ..methods.base import METHODS, _import_all
+    from ..methods import get_method_class
 
-    _import_all()
-    try:
-        return bool(METHODS.get(method).zero_shot)
-    except KeyError as exc:
-        raise UserError(str(exc.args[0])) from None
+    return bool(get_method_class(method).zero_shot)
 
 
 # -- progress ---------------------------------------------------------------------------------
@@ -180,11 +175,6 @@ class GridProgress:
         return "[sweep] " + " · ".join(parts)
 
 
-def _is_main_process() -> bool:
-    """Under torchrun only rank 0 prints the grid progress."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 # -- the sweep --------------------------------------------------------------------------------
 DataRoots = Union[None, PathLike, Dict[str, PathLike]]
 
@@ -206,14 +196,14 @@ def root_for_task(task: str, data_root: DataRoots) -> Optional[str]:
 
 
 def _job_config(job: SweepJob, recipe: Optional[PathLike], schedule, preset, data_root: DataRoots, results_dir, overrides):
-    from .. import api
+    from ..engine.build import resolve_run_config
 
     layer: Dict[str, Any] = {}
     for who in (ANY_METHOD, job.method):
         layer.update(schedule.get(who, {}).get(job.shots, {}))
     layer.update({"task": job.task, "method": job.method, "shots": job.shots, "seed": job.seed, "preset": preset,
                   "data.root": root_for_task(job.task, data_root), "results_dir": str(results_dir)})
-    return api.make_config(recipe, list(overrides), **layer)
+    return resolve_run_config(recipe, list(overrides), **layer)
 
 
 def _recipe_for(method: str, config: Optional[PathLike], recipes_dir: Optional[PathLike]) -> Optional[PathLike]:
@@ -251,9 +241,10 @@ def plan_sweep(tasks, methods, shots, seeds, preset=None, config=None, overrides
 
 def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print) -> SweepResults:
     """Run planned cells in order; finished ones are read back, failures are collected."""
-    from .. import api
+    from ..engine.distributed import is_main_process
+    from ..engine.trainer import run_experiment
 
-    if not _is_main_process():
+    if not is_main_process():
         say = lambda _msg: None  # noqa: E731
     jobs = [job for job, _ in plan]
     tracker = GridProgress(jobs)
@@ -279,7 +270,7 @@ def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print)
         say(f"{tracker.line(jobs[index:])}\n[sweep] run {index + 1}/{len(jobs)}: {job.label}{resume}")
         t0 = time.time()
         try:
-            result = api.run(cfg=cfg, progress=progress)
+            result = run_experiment(cfg, progress=progress)
         except Exception as exc:  # noqa: BLE001 - one failing run must not stop the grid
             detail = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             failures.append(RunFailure(job, detail, run_dir))
@@ -297,7 +288,9 @@ def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print)
 
 def _remove_stale_temp_files(run_dir: Path) -> None:
     """A process killed in the middle of an atomic write leaves its ``.<name>.*.tmp``; the real file is intact."""
-    if run_dir.is_dir() and _is_main_process():
+    from ..engine.distributed import is_main_process
+
+    if run_dir.is_dir() and is_main_process():
         for stale in run_dir.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
 

@@ -14,29 +14,10 @@ import numpy as np
 
 def method_from_run(run_dir, data_root: Optional[str] = None):
     """(method, test dataset, class names) of a finished run folder (config.yaml + trainable.pt)."""
-    import torch
-    import yaml
+    from ..engine.build import rebuild_run
 
-    from ..config import from_dict
-    from ..engine.data import build_run_data
-    from ..engine.trainer import get_backbone
-    from ..errors import UserError
-    from ..methods import build_method
-    from ..tasks import get_task
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "trainable.pt").exists():
-        raise UserError(f"{run_dir} has no trainable.pt: point --run at a finished run folder")
-    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    if data_root:
-        cfg.data.root = data_root
-    task = get_task(cfg.task)
-    backbone = get_backbone(cfg)
-    data = build_run_data(cfg, task, backbone, need_train=False)
-    method = build_method(cfg.method, backbone, task, task.class_list(data.class_names), cfg.method_args)
-    method.load_trainable_state(torch.load(run_dir / "trainable.pt", weights_only=True)["state"])
-    method.eval()
-    return method, data.test, data.class_names
+    run = rebuild_run(run_dir, data="eval", data_root=data_root)
+    return run.method, run.data.test, run.data.class_names
 
 
 def _encoders(method):

@@ -2,17 +2,18 @@
 
 A method wraps the frozen backbone with its own trainable parts. The engine only calls:
 ``forward(batch) -> Scores``, ``loss(batch, scores, epoch)``, ``trainable_parameters()``,
-``trainable_state()`` / ``load_trainable_state()``. Everything else is the method's business.
+``trainable_state()`` / ``load_trainable_state()`` and the optional hooks ``optimizer_param_groups()`` and
+``backward()``. Everything else is the method's business. ``docs/adding_a_method.md`` walks through one.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Type
 
 import torch
 from torch import nn
 
+from ..config import choice
 from ..errors import UserError
 from ..registry import Registry
 from . import fusion as fusion_lib
@@ -24,12 +25,12 @@ METHODS: Registry[Type["Method"]] = Registry("method")
 class MethodConfig:
     """Options shared by every method; each method extends this dataclass with its own fields."""
 
-    fusion: str = "confidence"  # see methods/fusion.py
+    fusion: str = choice("confidence", *fusion_lib.FUSION_MODES)  # see methods/fusion.py
     sum_weights: List[float] = field(default_factory=lambda: [2.0, 2.0])
-    audio_logit_scale: str = "exp"  # exp (CLAP's trained temperature) | raw (the released DG-SCT code)
+    audio_logit_scale: str = choice("exp", "exp", "raw")  # exp (CLAP's trained temperature) | raw (the released DG-SCT code)
     clip_template: Optional[str] = None  # None: prompts/templates.yaml
     clap_template: Optional[str] = None
-    clap_name_style: Optional[str] = None  # raw | spaces (None: prompts/templates.yaml)
+    clap_name_style: Optional[str] = choice(None, "raw", "spaces")  # raw | spaces (None: prompts/templates.yaml)
 
 
 @dataclass
@@ -74,6 +75,19 @@ class Method(nn.Module):
     def trainable_parameters(self) -> List[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    # -- optional hooks (the engine calls them; override to change the training step) ---------------
+    def optimizer_param_groups(self, train_cfg) -> List[Dict[str, Any]]:
+        """Parameter groups for the optimizer, e.g. another learning rate for a head:
+        ``[{"params": [...]}, {"params": [...], "lr": train_cfg.lr * 10}]``. Default: one group."""
+        return [{"params": self.trainable_parameters()}]
+
+    def backward(self, loss: torch.Tensor, parts: Dict[str, Any]) -> None:
+        """Fill the trainable parameters' ``.grad`` from this step's loss (and the loss's ``parts``).
+
+        Gradient-surgery methods (ProGrad, PCGrad) override this: compute the gradients of several
+        objectives with ``torch.autograd.grad`` and combine them. The engine clips and steps afterwards."""
+        loss.backward()
+
     def trainable_state(self) -> Dict[str, torch.Tensor]:
         """Everything that is not the frozen backbone (parameters and persistent buffers)."""
         return {k: v.detach().clone() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
@@ -106,41 +120,46 @@ class Method(nn.Module):
         return self
 
 
-def method_config_class(name: str) -> Type[MethodConfig]:
-    _import_all()
-    return METHODS.get(name).Config
+def discover_methods() -> Registry[Type["Method"]]:
+    """Import every module of this package (each registers its methods) and the ``avfewshot.methods``
+    entry points of installed packages; a new method file needs no edit anywhere else."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        import importlib
+        import pkgutil
+        from importlib.metadata import entry_points
+
+        for module in pkgutil.iter_modules(_package_path()):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__package__}.{module.name}")
+        for entry in entry_points(group="avfewshot.methods"):
+            entry.load()  # an external package's module registers its methods on import
+        _DISCOVERED = True
+    return METHODS
+
+
+_DISCOVERED = False
+
+
+def _package_path() -> List[str]:
+    import importlib
+
+    return list(importlib.import_module(__package__).__path__)
+
+
+def get_method_class(name: str) -> Type["Method"]:
+    """The registered method class; an unknown name is a one-line error listing the valid names."""
+    return discover_methods().get(name)
 
 
 def make_method_config(name: str, args: Dict[str, Any]) -> MethodConfig:
-    """Validate ``method.*`` overrides against the method's dataclass (unknown keys are errors)."""
-    from ..config import _coerce  # typed coercion shared with the run config
-    from typing import get_type_hints
+    """Check ``method.*`` options against the method's typed ``Config``: an unknown key, a wrong type or a bad
+    value is a one-line error naming the key and the valid choices."""
+    from ..config import build_dataclass
 
-    cls = method_config_class(name)
-    hints = get_type_hints(cls)
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(args) - valid)
-    if unknown:
-        raise UserError(f"unknown option(s) {unknown} for method {name!r}; valid: {', '.join(sorted(valid))}")
-    return cls(**{k: _coerce(v, hints[k], f"method.{k}") for k, v in args.items()})
+    return build_dataclass(get_method_class(name).Config, args, prefix="method", owner=f"method {name!r}")
 
 
 def build_method(name: str, backbone, task, class_names: List[str], args: Optional[Dict[str, Any]] = None) -> Method:
-    _import_all()
     cfg = make_method_config(name, args or {})
-    return METHODS.get(name)(backbone, task, class_names, cfg)
-
-
-_METHOD_MODULES = ("zeroshot", "linear_probe", "dgsct", "coop", "cocoop", "clip_adapter", "maple")
-
-
-def _import_all() -> None:
-    """Import the method modules so they register themselves (missing optional ones are skipped)."""
-    import importlib
-
-    for mod in _METHOD_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{mod}":
-                raise
+    return get_method_class(name)(backbone, task, class_names, cfg)

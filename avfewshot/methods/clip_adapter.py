@@ -17,14 +17,15 @@ With ratio 0 the method is exactly the zero-shot classifier.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 from torch import nn
 
+from ..config import choice
 from .base import METHODS, MethodConfig
-from .coop import BRANCHES, TwoBranchBaseline
+from .two_branch import BRANCHES, BranchOutput, TwoBranchMethod
 from .prompt_learners import ClipAdapter, cosine_logits
 
 
@@ -38,9 +39,11 @@ class AdapterBranch(nn.Module):
         self.adapter = ClipAdapter(dim, reduction, ratio)
         self.text_adapter: Optional[ClipAdapter] = ClipAdapter(dim, reduction, ratio) if text_adapter else None
 
-    def logits(self, features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    reads = "features"
+
+    def forward(self, features: torch.Tensor, scale: torch.Tensor) -> BranchOutput:
         text = self.text if self.text_adapter is None else self.text_adapter(self.text)
-        return cosine_logits(self.adapter(features), text, scale)
+        return BranchOutput(cosine_logits(self.adapter(features), text, scale), text)
 
 
 @dataclass
@@ -50,11 +53,11 @@ class ClipAdapterConfig(MethodConfig):
     audio_ratio: float = 0.2
     audio_reduction: int = 4
     text_adapter: bool = False  # also adapt the text features (DG-SCT's released code does)
-    branches: List[str] = field(default_factory=lambda: list(BRANCHES))
+    branches: List[str] = choice(lambda: list(BRANCHES), *BRANCHES)
 
 
 @METHODS.register("clip_adapter")
-class ClipAdapterMethod(TwoBranchBaseline):
+class ClipAdapterMethod(TwoBranchMethod):
     name = "clip_adapter"
     Config = ClipAdapterConfig
 

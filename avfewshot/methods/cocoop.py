@@ -18,16 +18,17 @@ The image and audio embeddings come from the feature cache.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import choice
 from ..errors import UserError
 from .base import METHODS, MethodConfig
-from .coop import BRANCHES, TwoBranchBaseline, phrase_or_count
+from .two_branch import BRANCHES, BranchOutput, TwoBranchMethod, phrase_or_count
 from .prompt_learners import MetaNet, cosine_logits
 
 CONDITIONINGS = ("segment", "clip")
@@ -45,8 +46,13 @@ class ConditionalPromptBranch(nn.Module):
         self.prompt_learner = learner
         self.meta_net = MetaNet(feature_dim, learner.width)
 
+    reads = "features"
+
+    def forward(self, features: torch.Tensor, scale: torch.Tensor) -> BranchOutput:
+        """features (B, T, D) -> logits (B, T, K); the text features are per sample, so none is reported."""
+        return BranchOutput(self.logits(features, scale))
+
     def logits(self, features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """features (B, T, D) -> (B, T, K)."""
         b, t, d = features.shape
         normed = F.normalize(features, dim=-1)
         if self.conditioning == "clip":
@@ -66,12 +72,12 @@ class CoCoOpConfig(MethodConfig):
     audio_ctx_init: str = "The sounds of"
     truncate_text: bool = True  # exact shortcut (within ~1e-6 of the full-length encoding)
     chunk_size: int = 1024  # text sequences per tower call at evaluation (bounds memory)
-    conditioning: str = "segment"  # segment (official: one prompt set per image) | clip (non-official)
-    branches: List[str] = field(default_factory=lambda: list(BRANCHES))
+    conditioning: str = choice("segment", *CONDITIONINGS)  # segment (official: one prompt set per image) | clip (non-official)
+    branches: List[str] = choice(lambda: list(BRANCHES), *BRANCHES)
 
 
 @METHODS.register("cocoop")
-class CoCoOp(TwoBranchBaseline):
+class CoCoOp(TwoBranchMethod):
     name = "cocoop"
     Config = CoCoOpConfig
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adapters.injection import AdaptedEncoders
+from ..config import choice
 from ..errors import UserError
 from . import fusion as fusion_lib
 from .base import METHODS, Method, MethodConfig, Scores
@@ -69,7 +70,7 @@ class DGSCTConfig(MethodConfig):
     spatial: bool = True  # S
     temporal: bool = True  # T
     latent_exchange: bool = True  # LAVisH latent-token exchange inside each unit
-    temporal_mode: str = "gate"  # gate (released: per-segment sigmoid) | rnn (paper: RNN over the T segments)
+    temporal_mode: str = choice("gate", "gate", "rnn")  # gate (released: per-segment sigmoid) | rnn (paper: RNN over the T segments)
     alpha: Optional[float] = None  # None: from the task (TASK_MODULATION)
     beta: Optional[float] = None
     gamma: Optional[float] = None
@@ -78,13 +79,13 @@ class DGSCTConfig(MethodConfig):
     latent_tokens: int = 2
     segments: int = 10  # T segments per clip (rows are video-major)
     n_ctx: int = 4  # shared CoOp context vectors (class name at the end)
-    ctx_init: str = "random"  # random: N(0, 0.02) as the released code | template: words of "a photo of a"
+    ctx_init: str = choice("random", "random", "template")  # random: N(0, 0.02) as the released code | template: words of "a photo of a"
     clip_adapter_ratio: float = 0.2
     clip_adapter_reduction: int = 4
     av_contrastive: Optional[bool] = None  # None: on with the official objective
     contrastive_scale: float = 100.0
     contrastive_weight: float = 1.0  # weight of L_ai + L_ia in the "fusion" objective
-    objective: Optional[str] = None  # fusion | official | official_fixed ; None: official iff fusion == sum
+    objective: Optional[str] = choice(None, *OBJECTIVES)  # fusion | official | official_fixed ; None: official iff fusion == sum
     # activation checkpointing: none | units (recompute each DG-SCT unit in backward: far less memory,
     # little more compute) | steps (recompute each paired step: least memory, ~1/3 more compute)
     checkpoint: str = "none"

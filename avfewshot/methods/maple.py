@@ -37,7 +37,7 @@ size with a warning.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -45,10 +45,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.clip_blocks import block_forward
+from ..config import choice
 from ..errors import UserError
-from .base import METHODS, MethodConfig, Scores
-from .coop import BRANCHES, FixedPromptBranch, TwoBranchBaseline, check_branches
-from .prompt_learners import ClapPromptLearner, ClipPromptLearner, cosine_logits, count_parameters
+from .base import METHODS, MethodConfig
+from .prompt_learners import ClapPromptLearner, ClipPromptLearner, cosine_logits
+from .two_branch import BRANCHES, BranchOutput, TwoBranchMethod
 
 log = logging.getLogger("avfewshot")
 
@@ -86,6 +87,8 @@ def vit_with_prompts(image_tower, images: torch.Tensor, prompts: Sequence[torch.
 
 
 class MaPLeVisual(nn.Module):
+    reads = "media"  # prompt tokens go inside the ViT
+
     def __init__(self, learner: ClipPromptLearner, depth: int, vision_width: int):
         super().__init__()
         self.prompt_learner = learner
@@ -102,11 +105,14 @@ class MaPLeVisual(nn.Module):
     def text_features(self) -> torch.Tensor:
         return self.prompt_learner(deep=list(self.deep_text))
 
-    def logits(self, image_tower, frames: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, 3, H, W) -> (B, T, K)."""
+    def encode(self, frames: torch.Tensor, image_tower) -> torch.Tensor:
+        """frames (B, T, 3, H, W) -> prompted image features (B, T, D)."""
         b, t = frames.shape[:2]
-        feats = vit_with_prompts(image_tower, frames.flatten(0, 1), self.vision_prompts())
-        return cosine_logits(feats, self.text_features(), scale).view(b, t, -1)
+        return vit_with_prompts(image_tower, frames.flatten(0, 1), self.vision_prompts()).view(b, t, -1)
+
+    def forward(self, features: torch.Tensor, scale: torch.Tensor) -> BranchOutput:
+        text = self.text_features()
+        return BranchOutput(cosine_logits(features, text, scale), text)
 
 
 # -- HTS-AT with prompt tokens in every window ------------------------------------------------
@@ -204,6 +210,8 @@ def htsat_with_prompts(audio_tower, wave: torch.Tensor, prompts: Dict[int, torch
 
 
 class MaPLeAudio(nn.Module):
+    reads = "media"  # prompt tokens go inside HTS-AT's windows
+
     def __init__(self, learner: ClapPromptLearner, depth: int, audio_tower, last_stage_only: bool):
         super().__init__()
         blocks = audio_blocks(audio_tower)
@@ -225,11 +233,14 @@ class MaPLeAudio(nn.Module):
     def text_features(self) -> torch.Tensor:
         return self.prompt_learner(deep=list(self.deep_text))
 
-    def logits(self, audio_tower, audio: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """audio (B, T, S) -> (B, T, K)."""
+    def encode(self, audio: torch.Tensor, audio_tower) -> torch.Tensor:
+        """audio (B, T, S) -> prompted audio features (B, T, D)."""
         b, t = audio.shape[:2]
-        feats = htsat_with_prompts(audio_tower, audio.flatten(0, 1), self.audio_prompts())
-        return cosine_logits(feats, self.text_features(), scale).view(b, t, -1)
+        return htsat_with_prompts(audio_tower, audio.flatten(0, 1), self.audio_prompts()).view(b, t, -1)
+
+    def forward(self, features: torch.Tensor, scale: torch.Tensor) -> BranchOutput:
+        text = self.text_features()
+        return BranchOutput(cosine_logits(features, text, scale), text)
 
 
 @dataclass
@@ -241,20 +252,13 @@ class MaPLeConfig(MethodConfig):
     audio_ctx_init: str = "The sounds of"
     audio_depth: int = 9
     audio_last_stage_only: bool = False  # prompts only in HTS-AT's last (single-window) stage
-    branches: List[str] = field(default_factory=lambda: list(BRANCHES))
+    branches: List[str] = choice(lambda: list(BRANCHES), *BRANCHES)
 
 
 @METHODS.register("maple")
-class MaPLe(TwoBranchBaseline):
+class MaPLe(TwoBranchMethod):
     name = "maple"
     Config = MaPLeConfig
-    cacheable_features = ()
-
-    def __init__(self, backbone, task, class_names, cfg):
-        super().__init__(backbone, task, class_names, cfg)
-        # a branch left at zero-shot reads untouched tower outputs, which may come from the cache
-        self.cacheable_features = tuple(f for f, br in (("image", "visual"), ("audio", "audio"))
-                                        if br not in check_branches(cfg.branches))
 
     def build_visual(self) -> nn.Module:
         c, bb = self.cfg, self.backbone
@@ -269,18 +273,3 @@ class MaPLe(TwoBranchBaseline):
         depth = capped_depth(c.audio_depth, layers, "audio")
         learner = self.clap_learner(n_ctx=c.audio_n_ctx, ctx_init=c.audio_ctx_init)
         return MaPLeAudio(learner, depth, bb.audio, c.audio_last_stage_only)
-
-    def forward(self, batch: Dict) -> Scores:
-        bb = self.backbone
-        if isinstance(self.visual_branch, FixedPromptBranch):
-            l_v = self.visual_branch.logits(self.image_features(batch), self.clip_scale())
-        else:
-            l_v = self.visual_branch.logits(bb.image, batch["frames"], self.clip_scale())
-        if isinstance(self.audio_branch, FixedPromptBranch):
-            l_a = self.audio_branch.logits(self.audio_features(batch), self.audio_scale())
-        else:
-            l_a = self.audio_branch.logits(bb.audio, batch["audio"], self.audio_scale())
-        return Scores(fused=self.fuse(l_v, l_a), visual=l_v, audio=l_a)
-
-    def parameter_groups(self) -> Dict[str, int]:
-        return {"visual": count_parameters(self.visual_branch), "audio": count_parameters(self.audio_branch)}

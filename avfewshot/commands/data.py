@@ -49,7 +49,7 @@ def add_commands(sub: "argparse._SubParsersAction") -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import make_dataset
+    from ..data.synth import make_dataset
 
     manifest = make_dataset(
         args.dataset, args.root, classes=args.classes, clips_per_class=args.clips_per_class,
@@ -67,7 +67,7 @@ def _synth(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .check import CHECK_SPEC, check_root
+    from ..data.check import CHECK_SPEC, check_root
 
     spec = replace(CHECK_SPEC, pad_short=args.pad_short)
     report = check_root(args.dataset, args.root, args.layout, spec, tolerate=args.tolerate, progress=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import DATASETS
+from .data import DATASETS
 
 PROTOCOLS = ("coop", "dgsct")
 
@@ -33,7 +33,7 @@ def add_commands(sub: "argparse._SubParsersAction") -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from .splits import load_split, make_splits
+    from ..data.splits import load_split, make_splits
 
     paths = make_splits(
         args.dataset, args.root, args.shots, args.seeds,

@@ -106,7 +106,7 @@ def add_commands(sub) -> None:
 
 
 def _sweep(args) -> int:
-    from .sweep import describe_plan, plan_sweep, run_planned
+    from ..experiments.sweep import describe_plan, plan_sweep, run_planned
 
     overrides = _overrides(args) + ([f"init={args.init}"] if args.init else []) + _log_overrides(args)
     plan = plan_sweep(args.tasks, args.methods, args.shots, args.seeds, preset=args.preset, config=args.config,
@@ -139,7 +139,7 @@ def _data_roots(values):
 def _aggregate(args) -> int:
     from pathlib import Path
 
-    from .aggregate import aggregate, table_markdown, write_tables
+    from ..experiments.aggregate import aggregate, table_markdown, write_tables
 
     table = aggregate(args.results, args.metric)
     for problem in table.problems:
@@ -155,8 +155,8 @@ def _aggregate(args) -> int:
 
 
 def _plot(args) -> int:
-    from .plot import plot_table, save_figure
-    from .aggregate import aggregate
+    from ..experiments.plot import plot_table, save_figure
+    from ..experiments.aggregate import aggregate
 
     table = aggregate(args.results, args.metric)
     for problem in table.problems:
@@ -167,7 +167,7 @@ def _plot(args) -> int:
 
 
 def _pretrain(args) -> int:
-    from .pretrain import pretrain
+    from ..experiments.pretrain import pretrain
 
     pretrain(dataset=args.dataset, method=args.method, data_root=args.data_root, out=args.out, config=args.config,
              overrides=_overrides(args) + _log_overrides(args), seed=args.seed, preset=args.preset, results_dir=args.results,
@@ -176,7 +176,7 @@ def _pretrain(args) -> int:
 
 
 def _viz(args) -> int:
-    from .viz import run_viz
+    from ..experiments.viz import run_viz
 
     print(f"[avfewshot] wrote {run_viz(args.kind, args.run, args.out, args.clips, args.data_root)}")
     return 0

@@ -13,9 +13,9 @@ def add_commands(subparsers) -> None:
 
 def list_models(args) -> int:
     from .. import paths
-    from . import checkpoints as ckpt
-    from . import specs
-    from .tokenizers import expected_tokenizer_location
+    from ..encoders import checkpoints as ckpt
+    from ..encoders import specs
+    from ..encoders.tokenizers import expected_tokenizer_location
 
     cat = specs.catalogue()
     print(f"weights folder: {paths.weights_dir()}  (set $AVFEWSHOT_WEIGHTS to change it)\n")

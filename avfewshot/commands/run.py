@@ -50,7 +50,7 @@ def _run(args) -> int:
 
 
 def _params(args) -> int:
-    from .params import print_parameter_table
+    from ..engine.params import print_parameter_table
 
     print_parameter_table(args.method, args.task, args.preset, args.clip_arch, args.overrides, args.depth)
     return 0

@@ -1,4 +1,4 @@
-"""Task registry: which dataset a task reads, its label space, how scores become predictions, its metrics.
+"""The task interface and registry: which dataset a task reads, its label space, how scores become predictions, its metrics.
 
 Every method produces per-segment scores (B, T, K). A clip-level task averages them over the T
 segments (the official DG-SCT rule); the segment-level AVE task scores every second, background included.
@@ -10,7 +10,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .registry import Registry
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class TaskSpec:
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, scores: np.ndarray, labels: np.ndarray, segment_labels: np.ndarray) -> Dict[str, float]:
         """scores (N, T, K) fused per-segment scores; labels (N, C) multi-hot; segment_labels (N, T)."""
-        from . import metrics
+        from .. import metrics
 
         if self.level == "segment":
             pred = scores.argmax(axis=2)
@@ -69,14 +69,24 @@ class TaskSpec:
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
-for _spec in (
-    TaskSpec("ave", "ave", "segment", True, "accuracy", "AVE event localisation: 28 events + background, per second"),
-    TaskSpec("ave_cls", "ave", "clip", False, "accuracy", "AVE video classification: 28 events"),
-    TaskSpec("llp_cls", "llp", "clip", False, "accuracy", "LLP video classification: 25 events, first-label accuracy + hit rate"),
-    TaskSpec("vggsound40k", "vggsound40k", "segment", True, "accuracy", "VGG-Sound 40K: 141 events + background (pretraining)"),
-):
-    TASKS.add(_spec.name, _spec)
+_DISCOVERED = False
+
+
+def discover_tasks() -> Registry[TaskSpec]:
+    """Import every module of ``avfewshot.tasks`` (each registers its tasks): a new task family is one new file."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        import importlib
+        import pkgutil
+
+        package = importlib.import_module(__package__)
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__package__}.{module.name}")
+        _DISCOVERED = True
+    return TASKS
 
 
 def get_task(name: str) -> TaskSpec:
-    return TASKS.get(name)
+    """The registered task; an unknown name is a one-line error listing the valid names."""
+    return discover_tasks().get(name)
