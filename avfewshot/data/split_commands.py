@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import DATASETS
+from .facts import DATASETS
 
 PROTOCOLS = ("coop", "dgsct")
 
