@@ -53,17 +53,15 @@ def dataset_class_names(dataset: str, root: Optional[PathLike] = None) -> List[s
     list (AVE 28, LLP 25); VGG-Sound and the 40K subset have none in code, so they need ``root``.
     """
     info = dataset_info(dataset)
-    key = info.name
-    if key == "llp" or (root is None and info.fixed_classes):
-        return list(info.fixed_classes)
     if root is None:
+        if info.fixed_classes:
+            return list(info.fixed_classes)
         raise UserError(f"dataset {dataset!r}: the class list is read from its root; give --root")
-    if key == "ave":
-        return read_class_list(require_file(Path(root) / AVE_CATEGORIES, "AVE"))
-    if key == "vggsound40k":
-        return read_class_list(require_file(Path(root) / VGG40K_CATEGORIES, "VGG-Sound 40K"))
-    return sorted({row[3] for row in read_vggsound_rows(require_file(vggsound_csv_path(root), "VGG-Sound"))})
-
+    if info.class_list_file:
+        return read_class_list(require_file(Path(root) / info.class_list_file, info.title))
+    if info.name == "vggsound":  # the distinct labels of the csv, sorted
+        return sorted({row[3] for row in read_vggsound_rows(require_file(vggsound_csv_path(root), info.title))})
+    return list(info.fixed_classes)  # LLP: fixed by the dataset, no file in the root
 
 __all__ = (
     "AnnotationSet", "ClipRecord", "READERS", "DATASETS", "SPLITS", "read_annotations", "dataset_class_names",

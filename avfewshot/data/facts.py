@@ -7,7 +7,7 @@ only, so the CLI can build its choices without importing numpy. Formats and quir
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from ..errors import UserError  # a standard-library-only module
 
@@ -95,7 +95,8 @@ class DatasetInfo:
     optional_files: Tuple[str, ...] = ()  # read when present
     background: bool = False  # a background class follows the events (index = number of classes)
     frame_folder: str = "frames"  # DG-SCT layout: <frame_folder>/<id>/%08d.jpg
-    fixed_classes: Tuple[str, ...] = ()  # the official class list when it is not read from the root
+    fixed_classes: Tuple[str, ...] = ()  # the official class list, when it is known without a root
+    class_list_file: Optional[str] = None  # the root's one-class-per-line file (index order)
 
     @property
     def has_val(self) -> bool:
@@ -107,6 +108,7 @@ DATASET_TABLE: Dict[str, DatasetInfo] = {
         "ave", "AVE", "segment", SPLITS,
         annotation_files=(AVE_CATEGORIES, AVE_ANNOTATIONS) + tuple(AVE_SPLIT_FILES.values()),
         split_files=tuple(AVE_SPLIT_FILES.items()), background=True, fixed_classes=AVE_CLASS_NAMES,
+        class_list_file=AVE_CATEGORIES,
     ),
     "llp": DatasetInfo(
         "llp", "LLP", "clip", SPLITS,
@@ -116,7 +118,7 @@ DATASET_TABLE: Dict[str, DatasetInfo] = {
     "vggsound": DatasetInfo("vggsound", "VGG-Sound", "clip", VGGSOUND_SPLITS, annotation_files=(VGGSOUND_CSV,)),
     "vggsound40k": DatasetInfo(
         "vggsound40k", "VGG-Sound 40K", "segment", SPLITS,
-        annotation_files=(VGG40K_CATEGORIES, VGG40K_LABELS), background=True,
+        annotation_files=(VGG40K_CATEGORIES, VGG40K_LABELS), background=True, class_list_file=VGG40K_CATEGORIES,
     ),
 }
 DATASETS: Tuple[str, ...] = tuple(DATASET_TABLE)

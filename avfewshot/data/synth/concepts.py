@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ...errors import UserError
-from ..facts import AVE_CLASS_NAMES, DATASETS, LLP_CLASS_NAMES
+from ..facts import dataset_info
 
 GREY = (128, 128, 128)  # the colour of a second with no visual event
 
@@ -114,13 +114,9 @@ def synthetic_class_names(dataset: str) -> List[str]:
 
     AVE and LLP use their official lists; both VGG-Sound flavours use the 141 synthetic 40K names.
     """
-    if dataset == "ave":
-        return list(AVE_CLASS_NAMES)
-    if dataset == "llp":
-        return list(LLP_CLASS_NAMES)
     if dataset in ("vggsound", "vggsound40k"):
         return vggsound40k_class_names()
-    raise UserError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
+    return list(dataset_info(dataset).fixed_classes)
 
 
 @lru_cache(maxsize=None)
