@@ -37,7 +37,8 @@ def read_llp(root: PathLike) -> AnnotationSet:
     * If ``AVVP_eval_audio.csv`` / ``AVVP_eval_visual.csv`` exist, every val/test clip (and any
       other clip they name) gets ``extra["audio_events"]`` / ``extra["visual_events"]``: a
       10 x 25 list of 0/1 (second t positive when onset <= t < offset; a clip with no rows is all
-      zeros). Rows naming no clip, zero-length and reversed events go to ``problems``.
+      zeros). Malformed rows (recovered when the intended clip is unambiguous), rows naming no
+      clip, zero-length and reversed events go to ``problems`` (see :mod:`.llp_dense`).
     """
     root = Path(root)
     class_index = {name: i for i, name in enumerate(LLP_CLASS_NAMES)}
