@@ -194,8 +194,6 @@ def find_media(root: PathLike, media_id: str, layout: str = "raw") -> MediaFiles
     raise media_error("missing", f"unknown media layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # one clip
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ def error_kind(error: BaseException) -> str:
     return getattr(error, "kind", "undecodable")
 
 
-
 def unreachable_reason(path: Path, folder: bool = False) -> Optional[str]:
     """Why a name that exists cannot be used as a file (or ``folder``): a symbolic link loop, a broken
     link, a folder where a file belongs (or the reverse); None when it is fine or does not exist."""

@@ -77,7 +77,6 @@ def summarise(path: Path, what: str, examples: Sequence[str], action: str = "ign
     return f"{path.name}: {len(examples)} {what} ({action}), e.g. {shown}{more}"
 
 
-
 def tsv_rows(path: Path, header: Sequence[str]) -> Iterator[Tuple[int, List[str]]]:
     """Tab-separated data rows after checking the header."""
     lines = text_lines(path)

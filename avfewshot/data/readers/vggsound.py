@@ -92,7 +92,6 @@ def read_vggsound(csv_path: PathLike) -> AnnotationSet:
     )
 
 
-
 def _parse_second_labels(text: str, path: Path, line: int) -> Tuple[int, ...]:
     """The text of a Python list of ten 0/1 values, e.g. ``[0, 0, 1, 1, 1, 1, 1, 1, 0, 0]``.
 
@@ -195,7 +194,6 @@ def read_vggsound40k(root: PathLike) -> AnnotationSet:
         files=[str(categories_path), str(path)],
         background=True,
     )
-
 
 
 def vggsound_csv_path(root: PathLike) -> Path:

@@ -39,7 +39,6 @@ def _llp_pair(first: int, second: int, rng: np.random.Generator) -> Tuple[List[i
     return audio, visual
 
 
-
 def plan_llp(sizes: Sizes, rng: np.random.Generator) -> Tuple[List[ClipPlan], Dict[str, str]]:
     names = list(LLP_CLASS_NAMES)
     active = sizes.classes
