@@ -224,6 +224,61 @@ def test_llp_malformed_eval_row(tmp_path, shared_data):
         read_llp(root)
 
 
+def dgsct_eval_audio(fixed: str) -> str:
+    """The old eval_audio copy shipped with DG-SCT, rebuilt from the fixed file: it differs in three rows."""
+    lines = fixed.split("\n")
+    assert lines[929 - 1].startswith("JfZEqeLZqWk_30_40\t0\t10\tBaby_cry_infant_cry")
+    assert lines[930 - 1] == "JfZEqeLZqWk_30_40\t0\t4\tSpeech" and lines[931 - 1] == "JfZEqeLZqWk_30_40\t7\t10\tSpeech"
+    assert lines[2449 - 1] == "KvIjsmANkxI_10_20\t0\t1\tCat"
+    lines[930 - 1] = "Baby_cry_infant_cry\t0\t4\tSpeech"
+    lines[931 - 1] = "Baby_cry_infant_cry\t7\t10\tSpeech"
+    lines[2449 - 1] = "KvIjsmANkxI_10_20`\t0\t1\tCat"
+    return "\n".join(lines)
+
+
+def test_llp_malformed_eval_rows_are_named_and_recovered(tmp_path, shared_data, llp):
+    root = copy_text_files(shared_data / "LLP", tmp_path / "LLP", LLP_FILES + ("AVVP_eval_visual.csv",))
+    (root / "AVVP_eval_audio.csv").write_text(dgsct_eval_audio((shared_data / "LLP" / "AVVP_eval_audio.csv").read_text()))
+    old = read_llp(root)
+    text = "\n".join(old.problems)
+    malformed = [p for p in old.problems if "malformed rows" in p]
+    assert len(malformed) == 1 and malformed[0].startswith("AVVP_eval_audio.csv: 3 malformed rows (recovered")
+    assert "line 930: the class name 'Baby_cry_infant_cry' in the filename column; read as JfZEqeLZqWk_30_40" in text
+    assert "line 931:" in text
+    assert "line 2449: 'KvIjsmANkxI_10_20`' holds character(s) no clip name has ('`'); read as KvIjsmANkxI_10_20" in text
+    # the malformed rows are not counted among the rows naming no clip (14, as in the fixed file)
+    assert "AVVP_eval_audio.csv: 14 rows name no clip" in text
+    fixed = {r.clip_id: r for r in llp.records}
+    for record in old.records:
+        assert record.extra == fixed[record.clip_id].extra, record.clip_id
+    speech = np.array(fixed["JfZEqeLZqWk_30_40"].extra["audio_events"])[:, CLASS_NAMES_LLP.index("Speech")]
+    assert speech.tolist() == [1, 1, 1, 1, 0, 0, 0, 1, 1, 1]
+
+
+def test_llp_malformed_eval_rows_without_a_clear_clip_are_ignored(tmp_path, shared_data):
+    root = copy_text_files(shared_data / "LLP", tmp_path / "LLP", LLP_FILES)
+    rows = [
+        "filename\tonset\toffset\tevent_labels",
+        "JfZEqeLZqWk_30_40\t0\t10\tBaby_cry_infant_cry",
+        "Dog\t0\t4\tSpeech",  # a class the clip before does not carry
+        "Kv`IjsmANkxI_10_20\t0\t1\tCat",  # a stray character inside the name
+        "KvIjsmANkxI_10_20\t0\t2\tcat",  # a class spelled another way
+        "Baby cry, infant cry\t3\t5\tCat",  # a class name (other spelling) after a clip without that class
+    ]
+    (root / "AVVP_eval_audio.csv").write_text("\n".join(rows) + "\n")
+    annotations = read_llp(root)
+    text = "\n".join(annotations.problems)
+    assert "AVVP_eval_audio.csv: 3 malformed rows (ignored: the intended clip is unclear)" in text
+    assert "line 3: the class name 'Dog' in the filename column" in text
+    assert "line 4: 'Kv`IjsmANkxI_10_20' holds character(s) no clip name has ('`')" in text
+    assert "line 6: the class name 'Baby cry, infant cry' in the filename column" in text
+    assert "1 malformed rows (recovered" in text and "line 5: the label 'cat' spells the class Cat" in text
+    by_id = {r.clip_id: r for r in annotations.records}
+    cat = np.array(by_id["KvIjsmANkxI_10_20"].extra["audio_events"])[:, CLASS_NAMES_LLP.index("Cat")]
+    assert cat.tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert not np.array(by_id["JfZEqeLZqWk_30_40"].extra["audio_events"])[:, 0].any()  # no Speech
+
+
 def test_llp_without_eval_files(tmp_path, shared_data):
     root = copy_text_files(shared_data / "LLP", tmp_path / "LLP", LLP_FILES)
     annotations = read_llp(root)
@@ -323,6 +378,23 @@ def test_vggsound40k_malformed_rows(tmp_path, row, message):
 def test_unknown_dataset_lists_valid_names(tmp_path):
     with pytest.raises(UserError, match="valid datasets: ave, llp, vggsound, vggsound40k"):
         read_annotations("avqa", tmp_path)
+
+
+def test_readers_cover_the_dataset_table():
+    from avfewshot.data import facts
+    from avfewshot.data.annotations import DATASETS, READERS
+
+    assert tuple(READERS) == DATASETS == facts.DATASETS == ("ave", "llp", "vggsound", "vggsound40k")
+
+
+def test_dataset_class_names_without_a_root(shared_data):
+    assert dataset_class_names("ave") == dataset_class_names("AVE", shared_data / "AVE")
+    assert len(dataset_class_names("ave")) == 28
+    for dataset in ("vggsound", "vggsound40k"):
+        with pytest.raises(UserError, match="give --root"):
+            dataset_class_names(dataset)
+    with pytest.raises(UserError, match="valid datasets"):
+        dataset_class_names("avqa")
 
 
 def test_class_name_files_match_official_order(shared_data):

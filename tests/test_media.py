@@ -31,6 +31,24 @@ def per_second_colours(seconds):
     return [DOG.colour if s else None for s in seconds]
 
 
+def write_audio_only_mp4(path, tones, rate=16000):
+    """An mp4 holding only an AAC track (no video stream)."""
+    import av
+
+    samples = synth.render_audio(tones, rate, 0)[None, :]
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, start : start + 1024]), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 @pytest.fixture(scope="module")
 def media_root(tmp_path_factory):
     """Hand-made clips: good mono, stereo 44.1 kHz, wav beside a video, and broken ones."""
@@ -62,6 +80,9 @@ def media_root(tmp_path_factory):
     synth.write_dgsct_media(root, "frames", "fewframes", colours, tones, seed=8)
     for jpg in sorted((root / "frames" / "fewframes").iterdir())[9:]:
         jpg.unlink()
+    write_audio_only_mp4(video / "audioonly.mp4", [DOG.tone_hz] * 10)
+    (video / "loop.mp4").symlink_to(video / "loop.mp4")  # a link to itself
+    (video / "dangling.mp4").symlink_to(root / "nowhere" / "dangling.mp4")
     synth.write_dgsct_media(root, "frames", "shortwave", colours, tones, seed=9)
     np.save(root / "wave" / "shortwave.npy", np.zeros(32000 * 3, np.float32))
     return root
@@ -156,6 +177,9 @@ def test_dgsct_layout_frames_and_wave(media_root):
         ("garbage", "raw", "undecodable", "cannot decode the video"),
         ("empty", "raw", "empty", "empty (zero-byte) file"),
         ("silent", "raw", "no_audio", "no audio stream"),
+        ("audioonly", "raw", "no_video", "has no video stream (audio only)"),
+        ("loop", "raw", "missing", "is a symbolic link loop"),
+        ("dangling", "raw", "missing", "is a broken symbolic link (it points to"),
         ("short", "raw", "too_short", "is 3.00 s long; 10 s are needed"),
         ("absent", "raw", "missing", "video not found"),
         ("fewframes", "dgsct", "frame_count", "9 frame file(s), at least 10 are needed"),
@@ -170,6 +194,27 @@ def test_bad_media_raises_a_clear_media_error(media_root, media_id, layout, kind
     assert media_id in message and phrase in message
     assert error_kind(info.value) == kind
     assert "Traceback" not in message
+
+
+def test_decoder_output_stays_out_of_stderr(media_root, capfd):
+    """decord logs "ERROR opening: ..." to file descriptor 2 itself; only our message may be seen."""
+    capfd.readouterr()
+    messages = {}
+    for media_id in ("garbage", "truncated"):
+        with pytest.raises(MediaError) as info:
+            load_clip(media_root, media_id, SMALL)
+        messages[media_id] = str(info.value)
+    assert "cannot decode the video" in messages["garbage"] and "truncated" in messages["truncated"]
+    # decord's own line is kept, inside our message
+    assert "decord: ERROR opening: the file, Invalid data found when processing input" in messages["garbage"]
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    clip = load_clip(media_root, "good", SMALL)  # stderr is restored after a good clip too
+    assert clip.frames.shape[0] == 10
+    import os
+
+    os.write(2, b"still connected\n")
+    assert capfd.readouterr().err == "still connected\n"
 
 
 def test_short_clip_can_be_padded_with_a_warning(media_root, caplog):

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-DATASETS = ("ave", "llp", "vggsound", "vggsound40k")  # mirrors annotations.DATASETS (kept light)
-SYNTH_LAYOUTS = ("raw", "dgsct", "both")
-MEDIA_LAYOUTS = ("raw", "dgsct")
+from ..data.facts import DATASETS, MEDIA_LAYOUTS, SYNTH_LAYOUTS
 
 
 def add_commands(sub: "argparse._SubParsersAction") -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .data import DATASETS
+from ..data.facts import DATASETS
 
 PROTOCOLS = ("coop", "dgsct")
 

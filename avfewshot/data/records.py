@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-NUM_SEGMENTS = 10  # every clip is 10 one-second segments
+from .facts import CLIP_SECONDS
+
+NUM_SEGMENTS = CLIP_SECONDS  # every clip is 10 one-second segments
 
 
 @dataclass(frozen=True)
