@@ -17,7 +17,7 @@ PACKAGE = REPO / "avfewshot"
 
 def test_facts_import_nothing_heavy():
     code = (
-        "import sys, avfewshot.data.facts, avfewshot.data.commands, avfewshot.data.split_commands; "
+        "import sys, avfewshot.data.facts, avfewshot.commands.data, avfewshot.commands.splits; "
         "print(sorted(m for m in ('numpy', 'torch', 'av', 'decord', 'PIL') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -35,11 +35,24 @@ def all_modules() -> Dict[str, Path]:
     return {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node, except the bodies of ``if TYPE_CHECKING:`` (imports for annotations only, never executed)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+
+
 def imports_of(name: str, path: Path, known: Set[str]) -> Set[str]:
     """Every avfewshot module ``path`` imports, wherever the import statement stands."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: Set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "avfewshot")
         elif isinstance(node, ast.ImportFrom):
@@ -135,6 +148,7 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     src = tmp_path / "avfewshot" / "engine"
     src.mkdir(parents=True)
     mod = src / "x.py"
-    mod.write_text("def f():\n    from ..api import run\n    from . import build\n")
-    known = {"avfewshot.api", "avfewshot.engine.build", "avfewshot.engine.x"}
+    mod.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import trainer\n"
+                   "def f():\n    from ..api import run\n    from . import build\n")
+    known = {"avfewshot.api", "avfewshot.engine.build", "avfewshot.engine.x", "avfewshot.engine.trainer"}
     assert imports_of("avfewshot.engine.x", mod, known) == {"avfewshot.api", "avfewshot.engine.build"}
