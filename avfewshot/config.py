@@ -15,19 +15,8 @@ import yaml
 
 from .encoders.config import ModelConfig
 from .errors import UserError
+from .fields import bounded, choice  # noqa: F401  (re-exported: method configs use them)
 from .paths import runners_dir
-
-
-def choice(default: Any, *choices: Any) -> Any:
-    """A field whose value must be one of ``choices`` (each item, for a list field)."""
-    if callable(default):
-        return field(default_factory=default, metadata={"choices": choices})
-    return field(default=default, metadata={"choices": choices})
-
-
-def bounded(default: Any, low: Optional[float] = None, high: Optional[float] = None, above: Optional[float] = None) -> Any:
-    """A numeric field with a range: ``low <= value <= high``, ``value > above``; floats must be finite."""
-    return field(default=default, metadata={"low": low, "high": high, "above": above})
 
 
 @dataclass
@@ -64,6 +53,16 @@ class TrainConfig:
     # val | last; "best_on_test_UNSAFE" only reproduces the released DG-SCT protocol
     selection: str = choice("last", "last", "val", "best_on_test_UNSAFE")
     threads: int = bounded(0, low=0)  # torch threads; 0 = torch default
+    # auto (this rank's GPU when there is one, else the CPU) | cpu | cuda | cuda:N
+    device: str = "auto"
+    # fp32 | bf16 | fp16: autocast for forward and loss (fp16 with a gradient scaler); trainable weights stay fp32
+    precision: str = choice("fp32", "fp32", "bf16", "fp16")
+
+    def validate(self) -> None:
+        import re
+
+        if not re.fullmatch(r"auto|cpu|cuda|cuda:\d+|meta", self.device):
+            raise UserError(f"train.device={self.device!r} is not valid; choose auto, cpu, cuda or cuda:N")
 
 
 @dataclass
@@ -316,6 +315,7 @@ def resolve_config(
         for key, value in layer.items():
             set_path(cfg, key, value)
     check_fields(cfg, "")
+    cfg.train.validate()
     return cfg
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..fields import choice
+
 
 @dataclass
 class ModelConfig:
@@ -22,7 +24,9 @@ class ModelConfig:
     clap_weights: str = "630k-audioset-best"
     clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: <weights>/roberta-base)
     audio_frontend: str = "native"
-    image_norm: str = "clip"  # clip | imagenet (recorded in the image fingerprint; the data layer applies it)
+    image_norm: str = choice("clip", "clip", "imagenet")  # recorded in the image fingerprint; the data layer applies it
+    # the frozen towers' weights: fp32, or bf16 / fp16 (half their memory, no per-call casts under autocast)
+    frozen_dtype: str = choice("fp32", "fp32", "bf16", "fp16")
 
 
 WEIGHTS_NONE = ("none", "random", "")
