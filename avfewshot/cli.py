@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"avfewshot {__version__}")
+    from .runtime import add_cli_options
+
+    add_cli_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
@@ -57,8 +60,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     from .errors import UserError
-    from .runtime import adopt_allocator, configure
+    from .runtime import adopt_allocator, apply_cli_options, configure
 
+    apply_cli_options(args)
     try:
         if argv is None:  # a real command line: may restart itself with the requested allocator
             adopt_allocator(list(sys.orig_argv))

@@ -7,7 +7,7 @@ subnormal), and the backward pass multiplies them again. With flushing on (FTZ/D
 1.2e-38 count as zero; they are below float32 resolution next to the weights they are summed with,
 so the outputs agree to rounding. The setting is per thread and OpenMP workers copy it when they
 are created, so it must happen before the first parallel torch operation: the CLI does it first;
-API users call ``configure()`` first thing. ``denormals_flushed()`` checks that every worker
+API users who want it call ``configure()`` first thing. ``denormals_flushed()`` checks that every worker
 flushes.
 
 Allocator. glibc keeps freed blocks below its mmap threshold (dynamic, up to 32 MB) for reuse; over
@@ -36,9 +36,13 @@ the environment for a child process (the benchmark uses it). A requested library
 installed is a one-line error saying which package to install. The glibc settings above
 (threshold, huge pages) are for glibc's malloc and are not needed with tcmalloc.
 
-Environment: ``AVFEWSHOT_DENORMALS`` = flush (default) | keep, ``AVFEWSHOT_ALLOCATOR`` = system
-(default) | tcmalloc, ``AVFEWSHOT_MMAP_THRESHOLD_MB`` = an integer (unset: glibc's default),
-``AVFEWSHOT_HUGE_PAGES`` = 1 (sets ``THP_MEM_ALLOC_ENABLE``).
+Who applies them. Only the ``avfewshot`` command, first thing (``configure()``), from its options
+``--denormals``, ``--allocator``, ``--mmap-threshold-mb``, ``--huge-pages`` or the environment:
+``AVFEWSHOT_DENORMALS`` = flush (default) | keep, ``AVFEWSHOT_ALLOCATOR`` = system (default) | tcmalloc,
+``AVFEWSHOT_MMAP_THRESHOLD_MB`` = an integer (unset: glibc's default), ``AVFEWSHOT_HUGE_PAGES`` = 1 (sets
+``THP_MEM_ALLOC_ENABLE``). Importing avfewshot or calling its API (``avfewshot.run``) changes none of them: a
+notebook calls ``avfewshot.runtime.configure()`` itself when it wants them. Every run records the settings in
+force in ``metrics.json`` (``describe_settings``).
 """
 from __future__ import annotations
 
@@ -213,3 +217,49 @@ def configure(denormals: Optional[str] = None, mmap_threshold_mb: Optional[int] 
         threshold = int(raw)
     if threshold:
         set_mmap_threshold(threshold)
+        _applied["mmap_threshold_mb"] = str(threshold)
+    _applied["huge_pages"] = "on" if huge_pages else "off"
+
+
+_applied: Dict[str, str] = {}
+
+
+def describe_settings() -> Dict[str, str]:
+    """The run-time settings in force in this process, for metrics.json (they change speed, and denormal
+    flushing changes results at the 1e-38 level)."""
+    return {
+        "denormals": "flushed" if denormals_flushed() else "kept",
+        "allocator": loaded_allocator(),
+        "huge_pages": _applied.get("huge_pages", "on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off"),
+        "mmap_threshold_mb": _applied.get("mmap_threshold_mb", "glibc default"),
+    }
+
+
+#: command-line option -> environment variable (the CLI sets the variable, so a restarted process keeps it)
+CLI_OPTIONS = {
+    "denormals": "AVFEWSHOT_DENORMALS",
+    "allocator": ALLOCATOR_VARIABLE,
+    "mmap_threshold_mb": "AVFEWSHOT_MMAP_THRESHOLD_MB",
+    "huge_pages": "AVFEWSHOT_HUGE_PAGES",
+}
+
+
+def add_cli_options(parser) -> None:
+    """The run-time settings as options of the ``avfewshot`` command (before the sub-command)."""
+    group = parser.add_argument_group("CPU run-time settings (also from the environment: see avfewshot.runtime)")
+    group.add_argument("--denormals", choices=["flush", "keep"], default=None,
+                       help="flush subnormal floats to zero (default: flush; AVFEWSHOT_DENORMALS)")
+    group.add_argument("--allocator", choices=["system", *ALLOCATORS], default=None,
+                       help="memory allocator; the command restarts itself with it (AVFEWSHOT_ALLOCATOR)")
+    group.add_argument("--mmap-threshold-mb", type=int, default=None, metavar="N",
+                       help="glibc's fixed mmap threshold, 1-32 MB (AVFEWSHOT_MMAP_THRESHOLD_MB)")
+    group.add_argument("--huge-pages", action="store_true", default=None,
+                       help="transparent huge pages for large tensors (AVFEWSHOT_HUGE_PAGES=1)")
+
+
+def apply_cli_options(args) -> None:
+    """Write the given options into the environment, where ``adopt_allocator`` and ``configure`` read them."""
+    for name, variable in CLI_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            os.environ[variable] = "1" if value is True else str(value)

@@ -1,4 +1,4 @@
-"""Multi-process training under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU).
+"""Multi-process training under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on each rank's GPU).
 
 The engine is the same code path with or without it: ``Context`` says who we are; the epoch
 sampler draws one permutation per (seed, epoch) and gives rank r the positions r, r + W, ...,
@@ -68,15 +68,21 @@ def is_main_process() -> bool:
     return process_rank() == 0
 
 
-def init_from_environment() -> Context:
-    """Join the process group torchrun describes in the environment (no-op without torchrun)."""
+def init_from_environment(device: str = "auto") -> Context:
+    """Join the process group torchrun describes in the environment (no-op without torchrun).
+
+    nccl when this rank trains on its GPU (``train.device`` auto with CUDA, or cuda), else gloo."""
     global _CONTEXT
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _CONTEXT
     if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        from .device import resolve_device
+
+        on_gpu = resolve_device(device).type == "cuda"
+        if on_gpu:
+            torch.cuda.set_device(resolve_device(device))
+        torch.distributed.init_process_group(backend="nccl" if on_gpu else "gloo")
     _CONTEXT = Context(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size())
     return _CONTEXT
 
@@ -105,4 +111,6 @@ def wrap(method, ctx: Context):
         return method
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(method, find_unused_parameters=False, broadcast_buffers=False)
+    device = next((p.device for p in method.parameters()), torch.device("cpu"))
+    ids = [device] if device.type == "cuda" else None  # each rank's own GPU
+    return DistributedDataParallel(method, device_ids=ids, find_unused_parameters=False, broadcast_buffers=False)

@@ -93,7 +93,7 @@ def read_checkpoint(path: Path, current: Dict[str, str], say=print) -> Optional[
     return ckpt
 
 
-def restore(ckpt: Dict[str, Any], method, optimizer, scheduler, path: Path, say=print) -> bool:
+def restore(ckpt: Dict[str, Any], method, optimizer, scheduler, path: Path, say=print, scaler=None) -> bool:
     """Load a checkpoint's states; on any mismatch put everything back as it was, move the file aside, return False."""
     initial = method.trainable_state()
     opt_initial, sched_initial = optimizer.state_dict(), scheduler.state_dict()
@@ -101,6 +101,8 @@ def restore(ckpt: Dict[str, Any], method, optimizer, scheduler, path: Path, say=
         method.load_trainable_state(ckpt["state"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         return True
     except Exception as exc:  # noqa: BLE001 - a checkpoint that does not fit is set aside
         method.load_trainable_state(initial)

@@ -63,7 +63,16 @@ def make_scheduler(optimizer, cfg: RunConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def loader(dataset, batch_size: int, cfg: RunConfig, shuffle_seed: Optional[int] = None):
+def model_device(method) -> torch.device:
+    """The device the method's tensors live on (CPU for a method without any)."""
+    for tensor in method.parameters():
+        return tensor.device
+    for tensor in method.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def loader(dataset, batch_size: int, cfg: RunConfig, shuffle_seed: Optional[int] = None, pin_memory: bool = False):
     """Batches of ``batch_size`` clips in total over all processes (each rank loads its share)."""
     from torch.utils.data import DataLoader
 
@@ -80,25 +89,32 @@ def loader(dataset, batch_size: int, cfg: RunConfig, shuffle_seed: Optional[int]
         sampler=sampler,
         collate_fn=collate_clips,
         num_workers=cfg.data.num_workers,
+        pin_memory=pin_memory,
     )
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(method, dataset, cfg: RunConfig, progress: bool = False, desc: str = "eval") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fused per-segment scores (N, T, K), labels (N, C), segment labels (N, T), in dataset order.
 
-    Under torchrun each rank predicts its shard and the shards are gathered on every rank.
+    Runs on the method's device, under the run's precision, in inference mode. Under torchrun each rank
+    predicts its shard and the shards are gathered on every rank.
     """
     from tqdm import tqdm
 
+    from .device import to_device
     from .distributed import context
+    from .precision import autocast_context
 
     method.eval()
+    device = model_device(method)
     parts = []
-    for batch in tqdm(loader(dataset, cfg.train.eval_batch_size, cfg), desc=desc, disable=not progress, leave=False):
+    batches = loader(dataset, cfg.train.eval_batch_size, cfg, pin_memory=device.type == "cuda")
+    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
         if batch is None:
             continue
-        out = method(batch)
+        with autocast_context(device.type, cfg.train.precision):
+            out = method(to_device(batch, device))
         parts.append((batch["index"].numpy(), out.fused.float().cpu().numpy(), batch["labels"].numpy(), batch["segment_labels"].numpy()))
     parts = [p for shard in context().gather(parts) for p in shard]
     if not parts:
@@ -123,29 +139,46 @@ def warm_feature_cache(method, datasets, cfg: RunConfig, progress: bool = False)
             ds.media = False
 
 
-def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, progress: bool, model=None) -> Dict[str, float]:
-    """One pass over the train set; ``model`` is the (possibly DDP-wrapped) module whose forward runs."""
+def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, progress: bool, model=None,
+                    scaler=None) -> Dict[str, float]:
+    """One pass over the train set; ``model`` is the (possibly DDP-wrapped) module whose forward runs.
+
+    Forward and loss run under the run's precision on the method's device; with an fp16 ``scaler`` the loss
+    is scaled for the backward pass and the gradients unscaled before clipping.
+    """
     from tqdm import tqdm
+
+    from .device import to_device
+    from .precision import autocast_context
 
     model = model or method
     method.train()
+    device = model_device(method)
     params = method.trainable_parameters()
     totals: Dict[str, float] = {}
     count = 0
-    bar = tqdm(loader(dataset, cfg.train.batch_size, cfg, shuffle_seed=epoch_seed(cfg.seed, epoch)),
-               desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
+    batches = loader(dataset, cfg.train.batch_size, cfg, shuffle_seed=epoch_seed(cfg.seed, epoch), pin_memory=device.type == "cuda")
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, leave=False)
     for batch in bar:
         if batch is None:
             continue
-        scores = model(batch)
-        loss, parts = method.loss(batch, scores, epoch)
+        batch = to_device(batch, device)
+        with autocast_context(device.type, cfg.train.precision):
+            scores = model(batch)
+            loss, parts = method.loss(batch, scores, epoch)
         if not torch.isfinite(loss):
             raise UserError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower train.lr or check the inputs")
         optimizer.zero_grad(set_to_none=True)
-        method.backward(loss, parts)
+        method.backward(scaler.scale(loss) if scaler is not None else loss, parts)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         count += 1
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             totals[key] = totals.get(key, 0.0) + float(value)
@@ -167,19 +200,21 @@ def _setup_logging(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def _environment() -> Dict[str, str]:
-    from ..runtime import denormals_flushed, loaded_allocator
+def _environment(device: torch.device, precision: str) -> Dict[str, str]:
+    from ..runtime import describe_settings
+    from .device import describe
     from .distributed import context
 
     return {
+        **describe(device),
+        "precision": precision,
+        **describe_settings(),
         "avfewshot": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processes": str(context().world),
         "threads": str(torch.get_num_threads()),
-        "denormals": "flushed" if denormals_flushed() else "kept",  # changes results at the 1e-38 level
-        "allocator": loaded_allocator(),
         "argv": " ".join(sys.argv),
     }
 
@@ -197,7 +232,9 @@ def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, s
     from .distributed import init_from_environment
 
     check_run_config(cfg)
-    ctx = init_from_environment()
+    if cfg.train.device == "meta":
+        raise UserError("train.device=meta builds shapes without memory: it counts parameters (avfewshot params), it cannot run")
+    ctx = init_from_environment(cfg.train.device)
     run_dir = cfg.run_dir()
     if res.is_finished(run_dir) and not force:
         if ctx.main:
@@ -227,8 +264,13 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     if cfg.demo:
         say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
             "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
+    from .device import resolve_device
+
+    device = resolve_device(cfg.train.device)
     run = build_run(cfg, data="train")
     method, task, data = run.method, run.task, run.data
+    method.to(device)
+    log.info("device %s, precision %s", device, cfg.train.precision)
     if method.features is not None and {"image", "audio"} <= set(method.cacheable_features):
         warm_feature_cache(method, [data.train, data.val, data.test], cfg, progress)
     checkpoint = None
@@ -269,7 +311,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
         "split_file": str(data.split_file) if data.split_file else None,
         "train_seconds": round(train_time, 2),
         "total_seconds": round(time.time() - started, 2),
-        "environment": _environment(),
+        "environment": _environment(device, cfg.train.precision),
     }
     if ctx.main:
         res.save_torch(run_dir / res.FINAL_CKPT, {"method": cfg.method, "state": method.trainable_state()})
@@ -290,15 +332,19 @@ def _train(cfg: RunConfig, run, run_dir: Path, checkpoint: Optional[Dict], progr
     from .tensorboard import close_writer, log_scalars, tensorboard_writer_for
 
     method, task, data = run.method, run.task, run.data
+    from .precision import grad_scaler
+
     optimizer = make_optimizer(method.optimizer_param_groups(cfg.train), cfg)
     scheduler = make_scheduler(optimizer, cfg)
+    scaler = grad_scaler(model_device(method).type, cfg.train.precision)
     start_epoch, history = 0, []
     best = {"score": None, "epoch": None}
     best_state = None
     ckpt_path = run_dir / res.LAST_CKPT
     if ctx.enabled:  # every rank resumes from what rank 0 read (only rank 0 reads and checks the file)
         checkpoint = ctx.broadcast(checkpoint)
-    if checkpoint is not None and resume.restore(checkpoint, method, optimizer, scheduler, ckpt_path, say if ctx.main else (lambda *_: None)):
+    if checkpoint is not None and resume.restore(checkpoint, method, optimizer, scheduler, ckpt_path,
+                                                 say if ctx.main else (lambda *_: None), scaler):
         start_epoch, history, best = checkpoint["epoch"], checkpoint["history"], checkpoint["best"]
         best_state = checkpoint.get("best_state")
         say(f"[avfewshot] resuming {run_dir} after epoch {start_epoch}")
@@ -316,7 +362,7 @@ def _train(cfg: RunConfig, run, run_dir: Path, checkpoint: Optional[Dict], progr
     t0 = time.time()
     for epoch in range(start_epoch, cfg.train.epochs):
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        stats = train_one_epoch(method, data.train, optimizer, cfg, epoch, progress, model=model)
+        stats = train_one_epoch(method, data.train, optimizer, cfg, epoch, progress, model=model, scaler=scaler)
         scheduler.step()
         entry = {"epoch": epoch + 1, **{k: round(v, 6) for k, v in stats.items()}}
         if select_on is not None:
@@ -336,6 +382,7 @@ def _train(cfg: RunConfig, run, run_dir: Path, checkpoint: Optional[Dict], progr
                 "state": method.trainable_state(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "history": history,
                 "best": best,
                 "best_state": best_state,

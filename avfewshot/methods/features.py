@@ -41,7 +41,7 @@ class FeatureStore:
             path = self._folder(tower) / f"{key}.pt"
             if path.exists():
                 try:
-                    value = torch.load(path, weights_only=True)
+                    value = torch.load(path, weights_only=True, map_location="cpu")
                 except Exception:  # a damaged entry is recomputed, never trusted
                     path.unlink(missing_ok=True)
                     return None
@@ -74,6 +74,7 @@ class FeatureStore:
             raise RuntimeError(f"{tower} features of {keys[0]} are not cached and the batch carries no media")
         with torch.no_grad():
             out = compute(batch)
-        for key, value in zip(keys, out):
-            self._save(tower, key, value.detach().clone())
+        with torch.inference_mode(False):  # a normal CPU copy, even when computed in inference mode on a GPU
+            for key, value in zip(keys, out):
+                self._save(tower, key, value.detach().to("cpu", copy=True))
         return out

@@ -43,13 +43,17 @@ class TowerFeatures:
 
     def image_features(self, batch: Dict) -> torch.Tensor:
         if self.features is not None and "image" in self.cacheable_features:
-            return self.features.get("image", batch, self._image)
+            return self._on_device(self.features.get("image", batch, self._image))
         return self._image(batch)
 
     def audio_features(self, batch: Dict) -> torch.Tensor:
         if self.features is not None and "audio" in self.cacheable_features:
-            return self.features.get("audio", batch, self._audio)
+            return self._on_device(self.features.get("audio", batch, self._audio))
         return self._audio(batch)
+
+    def _on_device(self, features: torch.Tensor) -> torch.Tensor:
+        """Cached features (kept on the CPU) on the towers' device."""
+        return features.to(self.backbone.clip_logit_scale.device, non_blocking=True)
 
     def fuse(self, l_v: torch.Tensor, l_a: torch.Tensor) -> torch.Tensor:
         return fusion_lib.fuse(l_v, l_a, self.cfg.fusion, self.cfg.sum_weights)
