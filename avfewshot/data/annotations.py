@@ -5,7 +5,7 @@ file, the 1-based line number and what is wrong. Oddities that are part of the r
 (LLP evaluation rows naming no clip, zero-length or reversed events, AVE videos shared between
 splits) are collected in ``AnnotationSet.problems`` instead of being dropped silently.
 
-Formats and quirks: ``shared/reference/datasets.md`` sections 1-3.
+Formats and quirks: ``docs/datasets.md`` §1-§3.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _require_file(path: Path, dataset: str) -> Path:
     if not path.is_file():
         raise AnnotationError(
             f"{path}: annotation file not found; a {dataset} root must hold it "
-            f"(see shared/reference/datasets.md for the layout)"
+            f"(docs/datasets.md §1-§3 lists the files of each dataset)"
         )
     return path
 
