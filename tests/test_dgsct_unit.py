@@ -18,7 +18,7 @@ from avfewshot.errors import UserError
 
 UNUSED_PER_ADAPTER = 512 * 192 + 192 + 1  # fc_caption + gate_tk, never built here
 
-# dgsct.md §3: official parameters per adapter, audio stage (C, L) paired with ViT-B/32 (768, 50)
+# docs/dgsct.md §3.4: official parameters per adapter, audio stage (C, L) paired with ViT-B/32 (768, 50)
 OFFICIAL_COUNTS = {
     (96, 4096): (420_605, 2_821_815),
     (192, 1024): (453_173, 2_741_943),

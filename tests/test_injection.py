@@ -14,7 +14,7 @@ from helpers.bpe import encoder_env
 
 TINY = dict(clip_arch="tiny", clip_weights="none", clap_arch="tiny", clap_weights="none")
 UNUSED_PER_ADAPTER = 512 * 192 + 192 + 1  # fc_caption + gate_tk: 98,497, never built here
-# dgsct.md §3: official parameters per adapter (audio, visual) by audio stage (C, L)
+# docs/dgsct.md §3.4: official parameters per adapter (audio, visual) by audio stage (C, L)
 OFFICIAL = {(96, 4096): (420_605, 2_821_815), (192, 1024): (453_173, 2_741_943),
             (384, 256): (1_020_581, 2_850_999), (768, 64): (3_136_325, 3_136_311)}
 HTSAT_TINY = ((2, 2, 6, 2), tuple(StreamShape(t, c) for t, c in ((4096, 96), (1024, 192), (256, 384), (64, 768))))
@@ -62,7 +62,7 @@ def test_swin_v2_large_pairing_is_expressible():
     pairing = every_kth((2, 2, 18, 2), swin, *HTSAT_TINY)
     assert len(pairing) == 12 and pairing.schedule == "block_input"
     third = [s for s in pairing.steps if s.visual_stage == 2]
-    assert [s.visual_block + 1 for s in third] == [3, 6, 9, 12, 15, 18]  # supervised.md §0, 1-based
+    assert [s.visual_block + 1 for s in third] == [3, 6, 9, 12, 15, 18]  # docs/supervised.md §0, 1-based
     assert [s.audio_block for s in third] == list(range(6))
     assert [s.visual_flat for s in pairing.steps[:4]] == [0, 1, 2, 3]
     assert third[0].visual_flat == 4 + 2 and pairing.steps[-1].visual_flat == 2 + 2 + 18 + 1

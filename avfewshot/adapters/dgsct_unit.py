@@ -3,7 +3,7 @@
 ``DGSCTUnit`` adapts a stream x (N, L, C) under the guidance of the other modality's tokens
 (N, L_P, C_P) and returns the residual delta (N, L, C) that the caller adds to x. With every switch
 on it computes the official few-shot ``VisualAdapter`` (haoyi-duan/DG-SCT, ``few-shot/nets/
-net_trans.py``; see docs/reference dgsct.md §3), in the batch-first token layout instead of the
+net_trans.py``; see docs/dgsct.md §3.2), in the batch-first token layout instead of the
 official (N, C, L, 1):
 
 1. guide projection   g' = Linear_{C_P→C}(W_tok · guide + b_tok)           (N, L, C)

@@ -3,7 +3,7 @@
 Built by composition over the towers' public pieces (``ImageTower.embed / attention_part /
 mlp_part / head``, ``AudioTower.frontend / embed / stages[s].blocks / stages[s].downsample / head /
 project``); nothing of the towers is copied or patched. One paired step i (``pairing.PairedStep``)
-runs, as the released few-shot code (dgsct.md §3):
+runs, as the released few-shot code (docs/dgsct.md §3.1):
 
 1. a ← audio block(a)                       (the whole Swin block)
 2. v ← v + attention_part(v)

@@ -11,7 +11,7 @@ Two builders:
 
 * ``one_to_one``: the few-shot DG-SCT layout, block i of the ViT with the i-th HTS-AT block over
   all stages (12 ↔ 12 at real size, n ↔ n for the tiny test towers).
-* ``every_kth``: a hierarchical visual encoder (Swin-V2-L, supervised DG-SCT, ``supervised.md`` §0)
+* ``every_kth``: a hierarchical visual encoder (Swin-V2-L, supervised DG-SCT, ``docs/supervised.md`` §0)
   whose stage s has k times as many blocks as the audio stage s: visual blocks k-1, 2k-1, ... (0-based)
   of that stage pair with the audio blocks in order, the others have no adapters.
 

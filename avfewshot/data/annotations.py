@@ -7,7 +7,7 @@ shared between splits) are collected in ``AnnotationSet.problems`` instead of be
 
 This module is the public entry point; the readers live in :mod:`avfewshot.data.readers` (one
 module per dataset) and the file names and class lists in :mod:`avfewshot.data.facts`.
-Formats and quirks: ``shared/reference/datasets.md`` sections 1-3.
+Formats and quirks: ``docs/datasets.md`` §1-§3.
 """
 from __future__ import annotations
 

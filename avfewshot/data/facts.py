@@ -2,7 +2,7 @@
 
 Readers, synthesis, checks and the CLI import these; nothing else spells them out. Standard library
 only, so the CLI can build its choices without importing numpy. Formats and quirks:
-``shared/reference/datasets.md`` sections 1-3 and 7.
+``docs/datasets.md`` §1-§3 and §7.
 """
 from __future__ import annotations
 

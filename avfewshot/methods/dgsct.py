@@ -46,7 +46,7 @@ from .base import METHODS, Method, MethodConfig, Scores
 from .prompt_learners import ClipAdapter, ClipPromptLearner, cosine_logits
 from .towers import TowerFeatures
 
-#: α, β, γ of the modulation per task (dgsct.md §3); pretraining uses the zero-shot values
+#: α, β, γ of the modulation per task (docs/dgsct.md §3.3); pretraining uses the zero-shot values
 TASK_MODULATION: Dict[str, Tuple[float, float, float]] = {
     "ave": (0.2, 0.05, 0.01),
     "ave_cls": (0.2, 0.05, 0.05),

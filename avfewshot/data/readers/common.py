@@ -14,7 +14,7 @@ def require_file(path: Path, dataset: str) -> Path:
     if not path.is_file():
         raise AnnotationError(
             f"{path}: annotation file not found; a {dataset} root must hold it "
-            f"(see shared/reference/datasets.md for the layout)"
+            f"(docs/datasets.md §1-§3 lists the files of each dataset)"
         )
     return path
 

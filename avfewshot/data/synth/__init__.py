@@ -1,7 +1,7 @@
 """Synthetic AVE / LLP / VGG-Sound / VGG-Sound-40K roots: official annotation formats, real media.
 
 ``make_dataset`` writes a dataset root whose annotation files follow the official formats with
-their quirks (``shared/reference/datasets.md`` sections 1-3 and 7) and whose media carry the
+their quirks (``docs/datasets.md`` §1-§3 and §7) and whose media carry the
 labels, so loaders, the Dataset, metrics and whole runs can be tested end to end:
 
 * Every class maps to a **concept** with a colour and a tone (:mod:`.concepts`).
