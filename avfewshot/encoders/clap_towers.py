@@ -173,7 +173,8 @@ class AudioTower(FrozenTower):
         self.fused = build.arch.fused
         self.width = build.arch.audio_width
         self.output_dim = build.arch.joint_dim
-        self.fft_window = dft_window(self.branch.spectrogram_extractor.stft)
+        # a buffer (not saved): it moves with the tower to the run's device
+        self.register_buffer("fft_window", dft_window(self.branch.spectrogram_extractor.stft), persistent=False)
         self.freeze()
 
     def fill(self, wave: torch.Tensor) -> torch.Tensor:

@@ -234,6 +234,9 @@ def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, s
     check_run_config(cfg)
     if cfg.train.device == "meta":
         raise UserError("train.device=meta builds shapes without memory: it counts parameters (avfewshot params), it cannot run")
+    from .device import resolve_device
+
+    resolve_device(cfg.train.device)  # a missing GPU is an error before anything is built or written
     ctx = init_from_environment(cfg.train.device)
     run_dir = cfg.run_dir()
     if res.is_finished(run_dir) and not force:
