@@ -122,12 +122,12 @@ def test_aggregate_command_writes_csv_and_markdown(tmp_path, capsys):
 # -- sweep (fake run) -------------------------------------------------------------------------
 @pytest.fixture
 def fake_run(monkeypatch):
-    """Replace avfewshot.api.run by a recorder that writes metrics.json; (task, method, shots, seed) in ``fail`` raise."""
-    import avfewshot.api
+    """Replace the engine's run by a recorder that writes metrics.json; (task, method, shots, seed) in ``fail`` raise."""
+    from avfewshot.engine import trainer
 
     calls, fail = [], set()
 
-    def run(cfg=None, progress=True, force=False, **kw):
+    def run(cfg=None, force=False, progress=True, **kw):
         key = (cfg.task, cfg.method, cfg.shots, cfg.seed)
         calls.append(key)
         if key in fail:
@@ -137,7 +137,7 @@ def fake_run(monkeypatch):
         res.write_json(cfg.run_dir() / res.METRICS_FILE, metrics)
         return metrics
 
-    monkeypatch.setattr(avfewshot.api, "run", run)
+    monkeypatch.setattr(trainer, "run_experiment", run)
     monkeypatch.setattr(sweep_mod, "method_is_zero_shot", lambda method, cfg: method.startswith("zeroshot"))
     return calls, fail
 
