@@ -212,16 +212,19 @@ def test_schedule_and_recipe_layers(tmp_path, fake_run, monkeypatch):
         sweep_mod.plan_sweep("ave", ["coop"], [1], [1], overrides=["train.nope=1"])
 
 
-def test_data_root_per_dataset(tmp_path, fake_run):
+def test_data_root_per_dataset(tmp_path, fake_run, shared_data):
     from avfewshot.commands.experiments import _data_roots
 
-    roots = _data_roots(["ave=/data/AVE", "llp=/data/LLP"])
-    assert roots == {"ave": "/data/AVE", "llp": "/data/LLP"}
+    ave, llp = str(shared_data / "AVE"), str(shared_data / "LLP")
+    roots = _data_roots([f"ave={ave}", f"llp={llp}"])
+    assert roots == {"ave": ave, "llp": llp}
     plan = sweep_mod.plan_sweep(["ave", "ave_cls", "llp_cls"], ["coop"], [1], [1], data_root=roots, results_dir=tmp_path)
     assert [(j.task, c.data.root, c.demo) for j, c in plan] == [
-        ("ave", "/data/AVE", False), ("ave_cls", "/data/AVE", False), ("llp_cls", "/data/LLP", False)]
+        ("ave", ave, False), ("ave_cls", ave, False), ("llp_cls", llp, False)]
     with pytest.raises(UserError, match="--data-root llp=DIR"):
-        sweep_mod.plan_sweep(["llp_cls"], ["coop"], [1], [1], data_root={"ave": "/data/AVE"})
+        sweep_mod.plan_sweep(["llp_cls"], ["coop"], [1], [1], data_root={"ave": ave})
+    with pytest.raises(UserError, match="has no llp annotation file"):  # a root of the wrong dataset, found up front
+        sweep_mod.plan_sweep(["llp_cls"], ["coop"], [1], [1], data_root={"llp": ave})
     assert _data_roots(["/data"]) == "/data" and _data_roots(None) is None
 
 

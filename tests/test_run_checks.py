@@ -41,14 +41,21 @@ def _cfg(tmp_path, overrides=()):
     (["run", "--data-root", "{tmp}"], "has no llp annotation file AVVP_train.csv"),
     (["sweep", "--dry-run", "--methods", "coop", "--shots", "1", "--seeds", "1", "method.n_ctxx=4"], "method.n_ctxx"),
 ])
-def test_bad_input_is_one_line_before_anything_is_built(argv, named, tmp_path, capsys, isolated_cache):
+def test_bad_input_is_one_line_before_anything_is_built(argv, named, tmp_path, capsys, monkeypatch):
+    from avfewshot.data import synth
+    from avfewshot.engine import build
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("something was built before the configuration was checked")
+
+    monkeypatch.setattr(build.TowerCache, "get", never)  # towers
+    monkeypatch.setattr(synth, "ensure_demo", never)  # the demo data
     (tmp_path / "file.txt").write_text("x")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert cli.main(argv + ["--results", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("avfewshot: error: ") and "\n" not in err and "Traceback" not in err
     assert named.replace("{tmp}", str(tmp_path)) in err
-    assert not (isolated_cache / "demo").exists() or "demo" in str(tmp_path)  # no demo was synthesised for it
     assert not (tmp_path / "results").exists()  # and no run folder was made
 
 
