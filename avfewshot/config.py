@@ -47,6 +47,8 @@ class TrainConfig:
     milestones: List[int] = field(default_factory=list)
     lr_gamma: float = 0.5
     warmup_epochs: int = 0
+    warmup: str = "ramp"  # ramp (toolkit: (e+1)/(W+1)·lr, decay over epochs−W) | constant | linear (Dassl); engine/schedule.py
+    warmup_lr: float = 1e-5  # Dassl's WARMUP_CONS_LR (constant) / WARMUP_MIN_LR (linear, first epoch)
     grad_clip: float = 1.0  # max gradient norm; 0 disables
     selection: str = "last"  # last | val ; "best_on_test_UNSAFE" only reproduces the official protocol
     threads: int = 0  # torch threads; 0 = torch default
@@ -107,6 +109,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "train.selection": "last",
         "method.fusion": "sum",
         "method.audio_logit_scale": "raw",
+        "method.clap_name_style": "raw",  # "The sounds of " + the raw name ("Frying_(food)"), as released
     },
 }
 
