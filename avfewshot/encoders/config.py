@@ -18,6 +18,7 @@ class ModelConfig:
 
     clip_arch: str = "ViT-B-32"
     clip_weights: str = "openai"
+    clip_activation: str = "auto"  # auto (QuickGELU iff the weights are OpenAI's; encoders/clip_activation.py) | quickgelu | gelu
     clap_arch: str = "HTSAT-tiny"
     clap_weights: str = "630k-audioset-best"
     clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: <weights>/roberta-base)
