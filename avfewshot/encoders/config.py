@@ -24,6 +24,10 @@ class ModelConfig:
     clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: <weights>/roberta-base)
     audio_frontend: str = "native"
     image_norm: str = "clip"  # clip | imagenet (recorded in the image fingerprint; the data layer applies it)
+    # eval: the frozen towers never leave eval mode | released: in training, HTS-AT and RoBERTa follow the
+    # method's train() as in the released DG-SCT code (SpecAugment, drop-path, bn0 batch statistics, dropout)
+    frozen_towers: str = "eval"
 
 
 WEIGHTS_NONE = ("none", "random", "")
+FROZEN_TOWER_MODES = ("eval", "released")
