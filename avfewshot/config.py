@@ -49,6 +49,9 @@ class TrainConfig:
     milestones: List[int] = field(default_factory=list)
     lr_gamma: float = bounded(0.5, above=0.0)
     warmup_epochs: int = bounded(0, low=0)
+    # ramp (toolkit: (e+1)/(W+1)·lr, decay over epochs−W) | constant | linear (Dassl); engine/schedule.py
+    warmup: str = choice("ramp", "ramp", "constant", "linear")
+    warmup_lr: float = bounded(1e-5, above=0.0)  # Dassl's WARMUP_CONS_LR (constant) / WARMUP_MIN_LR (linear, first epoch)
     grad_clip: float = bounded(1.0, low=0.0)  # max gradient norm; 0 disables
     # val | last; "best_on_test_UNSAFE" only reproduces the released DG-SCT protocol
     selection: str = choice("last", "last", "val", "best_on_test_UNSAFE")
@@ -120,6 +123,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "train.selection": "last",
         "method.fusion": "sum",
         "method.audio_logit_scale": "raw",
+        "method.clap_name_style": "raw",  # "The sounds of " + the raw name ("Frying_(food)"), as released
     },
 }
 

@@ -230,3 +230,28 @@ def test_training_changes_only_the_methods_own_parameters(backbone, task, names,
     assert not backbone.training and not backbone.audio.training
     assert set(method.parameter_groups()) == {"visual", "audio"}
     assert sum(method.parameter_groups().values()) == sum(p.numel() for p in params)
+
+
+def test_maple_official_projection_init_copies_one_linear(backbone, task, names):
+    torch.manual_seed(0)
+    official = build_method("maple", backbone, task, names, {"projection_init": "official"}).visual_branch.couplings
+    torch.manual_seed(0)
+    default = build_method("maple", backbone, task, names).visual_branch.couplings
+    assert len(official) == len(default) == 4  # depth capped at the tiny towers' 4 layers: F_0 + 3 compound
+    for f in official[2:]:  # F_1..F_3 start identical, as the official _get_clones of one initialised Linear
+        assert torch.equal(f.weight, official[1].weight) and torch.equal(f.bias, official[1].bias)
+        assert f.weight.data_ptr() != official[1].weight.data_ptr()  # separate parameters, trained separately
+    assert not torch.equal(official[0].weight, official[1].weight)  # F_0 (the official ``proj``) is its own
+    for i in range(1, 4):
+        for j in range(i):
+            assert not torch.equal(default[i].weight, default[j].weight)
+    with pytest.raises(UserError, match="projection_init"):
+        build_method("maple", backbone, task, names, {"projection_init": "cloned"})
+
+
+def test_maple_recipe_uses_the_official_projection_init():
+    from avfewshot.api import make_config
+    from avfewshot.paths import runners_dir
+
+    cfg = make_config(method="maple", config=runners_dir() / "maple.yaml", overrides=["data.root=/nonexistent"])
+    assert cfg.method_args["projection_init"] == "official"

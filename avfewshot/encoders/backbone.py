@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import UserError
 from .clap_towers import AudioTower, ClapTextTower, build_clap_model
 from .clip_towers import ClipTextTower, ImageTower, build_clip_model
-from .config import ModelConfig
+from .config import FROZEN_TOWER_MODES, ModelConfig
 from .frozen import RANDOM_INIT_SEED
 from .tokenizers import build_clap_tokenizer
 
@@ -20,7 +20,8 @@ TOWERS = ("image", "clip_text", "audio", "clap_text")
 
 
 class Backbone(nn.Module):
-    """CLIP image/text + CLAP audio/text, frozen; ``train()`` never leaves eval mode."""
+    """CLIP image/text + CLAP audio/text, frozen; ``train()`` never leaves eval mode, except for the CLAP
+    towers under ``frozen_towers="released"`` (see ``ModelConfig``)."""
 
     def __init__(self, cfg: ModelConfig, image: ImageTower, clip_text: ClipTextTower, audio: AudioTower,
                  clap_text: ClapTextTower, clip_logit_scale: torch.Tensor, clap_logit_scale: torch.Tensor,
@@ -34,10 +35,42 @@ class Backbone(nn.Module):
         self.clip_logit_scale = nn.Parameter(clip_logit_scale.detach().clone(), requires_grad=False)
         self.clap_logit_scale = nn.Parameter(clap_logit_scale.detach().clone(), requires_grad=False)
         self._identities = identities
+        self.frozen_towers = cfg.frozen_towers
+        if self.frozen_towers not in FROZEN_TOWER_MODES:
+            raise UserError(f"unknown model.frozen_towers {self.frozen_towers!r}; valid: {', '.join(FROZEN_TOWER_MODES)}")
+        for tower in self.released_towers():
+            tower.follows_train_mode = True
+        # the statistics a training-mode tower updates (HTS-AT's bn0), as built: runs restart from them
+        self._initial_statistics = {id(m): (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                                    for m in self.tower_batch_norms()}
         super().train(False)
 
-    def train(self, mode: bool = True) -> "Backbone":  # noqa: ARG002
-        return super().train(False)
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(False)
+        for tower in self.released_towers():
+            tower.train(mode)
+        return self
+
+    # -- the released code's training-mode towers (model.frozen_towers=released) ----------------
+    def released_towers(self):
+        """The towers the released DG-SCT code leaves in training mode (HTS-AT, RoBERTa), if that mode is on."""
+        return [self.audio, self.clap_text] if self.frozen_towers == "released" else []
+
+    def tower_batch_norms(self):
+        """BatchNorms with running statistics in the released-mode towers (HTS-AT's ``bn0``)."""
+        from torch.nn.modules.batchnorm import _BatchNorm
+
+        return [m for tower in self.released_towers() for m in tower.modules()
+                if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+    def reset_tower_statistics(self) -> None:
+        """Put the released-mode towers' running statistics back to the built values (a new run starts here)."""
+        with torch.no_grad():
+            for m in self.tower_batch_norms():
+                mean, var, count = self._initial_statistics[id(m)]
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
 
     # -- what the data layer needs ----------------------------------------------------------
     @property
@@ -99,7 +132,7 @@ def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, placeholder_to
     specs.resolve_frontend(cfg.audio_frontend, clap_arch)
     tokenizer = build_clap_tokenizer(clap_arch.text, cfg.clap_tokenizer, placeholder=placeholder_tokenizer)
 
-    clip_model, clip_weights, quick_gelu = build_clip_model(cfg.clip_arch, cfg.clip_weights)
+    clip_model, clip_weights, quick_gelu = build_clip_model(cfg.clip_arch, cfg.clip_weights, cfg.clip_activation)
     clap = build_clap_model(cfg.clap_arch, cfg.clap_weights, cfg.audio_frontend)
     image = ImageTower(clip_model, cfg.image_norm)
     clip_text = ClipTextTower(clip_model)

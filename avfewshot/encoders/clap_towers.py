@@ -209,13 +209,16 @@ class AudioTower(FrozenTower):
         return power.transpose(1, 2).unsqueeze(1)
 
     def frontend(self, wave: torch.Tensor) -> torch.Tensor:
-        """(N, S) waveform -> (N, 1, F, F) spectrogram image (STFT, log-mel, bn0, fold; no SpecAugment)."""
+        """(N, S) waveform -> (N, 1, F, F) spectrogram image (STFT, log-mel, bn0, fold). SpecAugment only
+        when the tower is in training mode (``model.frozen_towers=released``), as HTS-AT's own forward."""
         b = self.branch
         x = self.power_spectrogram(self.fill(wave))
         x = b.logmel_extractor(x)
         x = x.transpose(1, 3)
         x = b.bn0(x)
         x = x.transpose(1, 3)
+        if b.training:
+            x = b.spec_augmenter(x)
         return b.reshape_wav2img(x)
 
     def embed(self, img: torch.Tensor) -> torch.Tensor:

@@ -10,21 +10,26 @@ from torch import nn
 from ..errors import UserError
 from . import checkpoints as ckpt
 from . import specs
+from .clip_activation import OPENAI_METADATA_KEYS, choose_quick_gelu
 from .clip_blocks import block_forward, self_attention, transformer_forward
 from .frozen import FrozenTower, seeded_init, skip_weight_init
 from .tokenizers import ClipTokenizer
 
 log = logging.getLogger("avfewshot")
 
-OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
 IMAGE_NORMS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
     "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
 
-def build_clip_model(arch_name: str, weights: Optional[str]):
-    """(open_clip CLIP model in eval mode, ResolvedWeights, quick_gelu used)."""
+def build_clip_model(arch_name: str, weights: Optional[str], activation: str = "auto"):
+    """(open_clip CLIP model in eval mode, ResolvedWeights, quick_gelu used).
+
+    ``activation``: ``auto`` decides QuickGELU from the weights (``clip_activation.choose_quick_gelu``:
+    OpenAI weights get it; a file of unknown provenance for an architecture with OpenAI weights is refused),
+    ``quickgelu`` / ``gelu`` force one.
+    """
     from open_clip.model import CLIP
 
     arch = specs.clip_arch(arch_name)
@@ -32,29 +37,27 @@ def build_clip_model(arch_name: str, weights: Optional[str]):
     cfg = arch.model_cfg()
     if cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {}) or "timm_model_name" in cfg.get("vision_cfg", {}):
         raise UserError(f"CLIP architecture {arch_name!r}: only open_clip's built-in ViT + text transformer is supported")
-    state = None
+    state, keys, is_openai_jit = None, (), False
     if resolved.path is not None:
-        state, is_openai_jit = _read_clip_state(resolved.path)
-        entry = specs.clip_checkpoint(arch_name, resolved.tag) if resolved.tag else None
-        if (entry is not None and entry.quick_gelu) or is_openai_jit:
-            if not cfg.get("quick_gelu", False):
-                log.info("CLIP %s: OpenAI weights were trained with QuickGELU; using it", arch_name)
-            cfg["quick_gelu"] = True
+        state, keys, is_openai_jit = _read_clip_state(resolved.path)
+    cfg["quick_gelu"] = choose_quick_gelu(arch_name, activation, resolved, keys, is_openai_jit)
     with seeded_init() if state is None else skip_weight_init():
         model = CLIP(**cfg)
     if state is not None:
         ckpt.load_strict(model, state, resolved.path, f"CLIP {arch_name}")
     model.float()
-    return model.eval(), resolved, bool(cfg.get("quick_gelu", False))
+    return model.eval(), resolved, bool(cfg["quick_gelu"])
 
 
-def _read_clip_state(path) -> Tuple[Dict[str, torch.Tensor], bool]:
+def _read_clip_state(path) -> Tuple[Dict[str, torch.Tensor], Tuple[str, ...], bool]:
+    """(state dict without OpenAI's metadata entries, the file's own keys, is a TorchScript archive)."""
     is_jit = ckpt.is_torchscript_archive(path)
     obj = ckpt.read_state_dict(path)
     state = ckpt.strip_prefix(ckpt.unwrap_state_dict(obj, path), "module.")
+    keys = tuple(state)
     for key in OPENAI_METADATA_KEYS:
         state.pop(key, None)
-    return state, is_jit
+    return state, keys, is_jit
 
 
 class ImageTower(FrozenTower):

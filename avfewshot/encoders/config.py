@@ -20,6 +20,7 @@ class ModelConfig:
 
     clip_arch: str = "ViT-B-32"
     clip_weights: str = "openai"
+    clip_activation: str = choice("auto", "auto", "quickgelu", "gelu")  # auto (QuickGELU iff the weights are OpenAI's; encoders/clip_activation.py) | quickgelu | gelu
     clap_arch: str = "HTSAT-tiny"
     clap_weights: str = "630k-audioset-best"
     clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: <weights>/roberta-base)
@@ -27,6 +28,10 @@ class ModelConfig:
     image_norm: str = choice("clip", "clip", "imagenet")  # recorded in the image fingerprint; the data layer applies it
     # the frozen towers' weights: fp32, or bf16 / fp16 (half their memory, no per-call casts under autocast)
     frozen_dtype: str = choice("fp32", "fp32", "bf16", "fp16")
+    # eval: the frozen towers never leave eval mode | released: in training, HTS-AT and RoBERTa follow the
+    # method's train() as in the released DG-SCT code (SpecAugment, drop-path, bn0 batch statistics, dropout)
+    frozen_towers: str = choice("eval", "eval", "released")
 
 
 WEIGHTS_NONE = ("none", "random", "")
+FROZEN_TOWER_MODES = ("eval", "released")

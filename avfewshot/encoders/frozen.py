@@ -11,15 +11,21 @@ RANDOM_INIT_SEED = 0  # random-init towers are reproducible, so their features c
 
 
 class FrozenTower(nn.Module):
-    """``train()`` is a no-op: BatchNorm statistics, SpecAugment, drop-path and dropout never run."""
+    """``train()`` is a no-op: BatchNorm statistics, SpecAugment, drop-path and dropout never run.
+
+    Unless ``follows_train_mode`` is set (``model.frozen_towers=released``, the released DG-SCT code's
+    behaviour): then ``train(True)`` puts the tower's modules in training mode; parameters stay frozen.
+    """
+
+    follows_train_mode: bool = False
 
     def freeze(self) -> "FrozenTower":
         for p in self.parameters():
             p.requires_grad_(False)
         return super().train(False)
 
-    def train(self, mode: bool = True) -> "FrozenTower":  # noqa: ARG002 - the mode is ignored on purpose
-        return super().train(False)
+    def train(self, mode: bool = True) -> "FrozenTower":
+        return super().train(bool(mode) and self.follows_train_mode)
 
 
 @contextlib.contextmanager

@@ -90,6 +90,9 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     method_cls = get_method_class(cfg.method)
     method_cfg = make_method_config(cfg.method, cfg.method_args)
     cfg.method_args = dataclasses.asdict(method_cfg)
+    if cfg.model.frozen_towers == "released" and not method_cls.supports_released_towers:
+        raise UserError(f"model.frozen_towers=released reproduces the released DG-SCT code's training-mode towers; "
+                        f"method {cfg.method!r} does not support it (use model.frozen_towers=eval)")
     if cfg.shots > 0 and not method_cls.zero_shot and cfg.train.epochs < 1:
         raise UserError(f"train.epochs={cfg.train.epochs}: method {cfg.method!r} trains at {cfg.shots} shots, so it needs "
                         "train.epochs >= 1 (for the untrained method use --shots 0)")

@@ -7,7 +7,6 @@ killed run restarted from its last checkpoint ends with exactly the metrics of a
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import sys
 import time
@@ -21,6 +20,7 @@ from .. import __version__
 from ..config import RunConfig, dump_yaml
 from ..errors import UserError
 from . import results as res
+from .schedule import make_scheduler  # noqa: F401 - re-exported for callers of trainer.make_scheduler
 
 log = logging.getLogger("avfewshot")
 
@@ -42,25 +42,6 @@ def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
     if t.optimizer == "sgd":
         return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, fused=True)
     raise UserError(f"unknown train.optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
-
-
-def make_scheduler(optimizer, cfg: RunConfig):
-    t = cfg.train
-    warm = max(0, t.warmup_epochs)
-
-    def factor(epoch: int) -> float:  # epoch = number of finished epochs
-        if epoch < warm:
-            return (epoch + 1) / (warm + 1)
-        if t.schedule == "constant":
-            return 1.0
-        if t.schedule == "cosine":
-            span = max(1, t.epochs - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(epoch - warm, span) / span))
-        if t.schedule == "multistep":
-            return t.lr_gamma ** sum(epoch >= m for m in t.milestones)
-        raise UserError(f"unknown train.schedule {t.schedule!r}; valid: cosine, multistep, constant")
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def model_device(method) -> torch.device:

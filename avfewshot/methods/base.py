@@ -114,9 +114,17 @@ class Method(nn.Module):
     def clip_scale(self) -> torch.Tensor:
         return self.backbone.clip_logit_scale.exp()
 
+    #: True for methods that reproduce the released code's training-mode towers (model.frozen_towers=released)
+    supports_released_towers: bool = False
+
     def train(self, mode: bool = True):
+        # the frozen towers stay in eval mode, except HTS-AT and RoBERTa under model.frozen_towers=released
+        released = getattr(self.backbone, "released_towers", list)()
+        if mode and released and not self.supports_released_towers:
+            raise UserError(f"model.frozen_towers=released reproduces the released DG-SCT training; method "
+                            f"{self.name!r} runs with model.frozen_towers=eval only")
         super().train(mode)
-        self.backbone.train(False)  # the frozen towers never leave eval mode
+        self.backbone.train(mode)
         return self
 
 

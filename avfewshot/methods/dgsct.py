@@ -8,7 +8,9 @@ Per segment (N = B·T rows, video-major):
   the frozen CLIP text tower; the CLIP-Adapter mix 0.2·MLP(x) + 0.8·x on both v and the text features;
   y_v = exp(CLIP logit scale) · cos(v', t');
 - audio-text branch: the fixed CLAP prompts ("The sounds of {name}"), encoded once at construction (they
-  never change, so re-encoding them every step as the released code does is pure waste);
+  never change, so re-encoding them every step as the released code does is pure waste; under
+  ``model.frozen_towers=released`` RoBERTa is in training mode, so they are re-encoded, with dropout, at
+  every training step as released);
   y_a = s_a · cos(a, t_a), s_a = exp(CLAP logit scale) (``audio_logit_scale=raw``: the stored log value);
 - fusion and objective: ``methods/fusion.py`` (``confidence`` in the paper preset, ``sum`` in dgsct-official);
 - optional audio-visual contrastive term of the released code: ``fc_a1`` (D→D) on a, segment means of v
@@ -126,6 +128,7 @@ class AudioVisualContrastive(nn.Module):
 class DGSCT(TowerFeatures, Method):
     name = "dgsct"
     Config = DGSCTConfig
+    supports_released_towers = True
 
     def __init__(self, backbone, task, class_names, cfg: DGSCTConfig):
         super().__init__(backbone, task, class_names, cfg)
@@ -153,6 +156,26 @@ class DGSCT(TowerFeatures, Method):
             self.register_buffer("clap_text", F.normalize(self.encode_clap_prompts(), dim=-1), persistent=False)
         self.av_head = (AudioVisualContrastive(backbone.audio.output_dim, cfg.contrastive_scale, cfg.segments)
                         if cfg.uses_contrastive() else None)
+        self.released_towers = bool(backbone.released_towers())
+        if self.released_towers:
+            self._adopt_tower_statistics(backbone)
+
+    def _adopt_tower_statistics(self, backbone) -> None:
+        """model.frozen_towers=released: HTS-AT's bn0 updates its running statistics in training (as released),
+        so they start from the built values and are part of this method's state (checkpoints, resume)."""
+        if self.encoders.checkpoint == "steps":
+            raise UserError("method.checkpoint=steps recomputes HTS-AT blocks, whose drop-path masks are random under "
+                            "model.frozen_towers=released; use method.checkpoint=units or none")
+        backbone.reset_tower_statistics()
+        self.tower_statistics = nn.ModuleList(backbone.tower_batch_norms())
+
+    def clap_text_features(self) -> torch.Tensor:
+        """(K, D) normalised CLAP prompt features: fixed, or re-encoded (with RoBERTa dropout) at every
+        training step under model.frozen_towers=released, as the released code does."""
+        if self.released_towers and self.training and self.backbone.clap_text.training:
+            with torch.no_grad():  # RoBERTa is frozen: nothing upstream of the prompts needs a gradient
+                return F.normalize(self.encode_clap_prompts(), dim=-1)
+        return self.clap_text
 
     # -- forward ---------------------------------------------------------------------------------
     def text_features(self) -> torch.Tensor:
@@ -167,7 +190,7 @@ class DGSCT(TowerFeatures, Method):
                             f"set method.segments={t}")
         out = self.encoders(frames.flatten(0, 1), audio.flatten(0, 1))
         l_v = cosine_logits(self.image_adapter(out.image), self.text_features(), self.clip_scale())
-        l_a = cosine_logits(out.audio, self.clap_text, self.audio_scale())
+        l_a = cosine_logits(out.audio, self.clap_text_features(), self.audio_scale())
         l_v, l_a = l_v.view(b, t, -1), l_a.view(b, t, -1)
         extras = {}
         if self.av_head is not None:

@@ -7,7 +7,8 @@ Visual branch (official MaPLe, config vit_b16_c2_ep5_batch4_2ctx, in fp32):
   P_1..P_{J-1} (2 x 512, N(0, 0.02^2)) overwrite hidden positions 1-2 before text layers 1..J-1
   (no positional embedding); layers >= J leave them alone. Depth J = 9.
 - coupling: one Linear(512 -> 768) + bias per depth, F_0..F_{J-1}; the visual prompt at depth i is
-  F_i(P_i) with P_0 = the context.
+  F_i(P_i) with P_0 = the context. ``projection_init=official`` starts F_1..F_{J-1} as copies of one
+  initialised Linear, as the official code (``_get_clones``); the default draws each independently.
 - image: F_0(ctx) is appended after the class/patch embeddings + positional embedding, before
   ``ln_pre`` (equivalently, ``ln_pre`` applied to it and appended after the tower's ``embed``, since
   LayerNorm is per token); before vision layers 1..J-1 the last two tokens are replaced by F_i(P_i);
@@ -36,6 +37,7 @@ size with a warning.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -86,15 +88,31 @@ def vit_with_prompts(image_tower, images: torch.Tensor, prompts: Sequence[torch.
     return image_tower.head(x)
 
 
+PROJECTION_INITS = ("independent", "official")
+
+
+def coupling_layers(width: int, vision_width: int, depth: int, init: str) -> nn.ModuleList:
+    """F_0..F_{depth-1}. ``independent``: each its own random Linear. ``official`` (MaPLe's code): F_0
+    (``proj``) is its own Linear; F_1..F_{depth-1} (``compound_prompt_projections``) are copies of one
+    initialised Linear, so they start identical (and are trained separately)."""
+    if init not in PROJECTION_INITS:
+        raise UserError(f"method.projection_init={init!r}: valid are {', '.join(PROJECTION_INITS)}")
+    if init == "independent":
+        return nn.ModuleList([nn.Linear(width, vision_width) for _ in range(depth)])
+    first = nn.Linear(width, vision_width)
+    template = nn.Linear(width, vision_width)
+    return nn.ModuleList([first, *(copy.deepcopy(template) for _ in range(depth - 1))])
+
+
 class MaPLeVisual(nn.Module):
     reads = "media"  # prompt tokens go inside the ViT
 
-    def __init__(self, learner: ClipPromptLearner, depth: int, vision_width: int):
+    def __init__(self, learner: ClipPromptLearner, depth: int, vision_width: int, projection_init: str = "independent"):
         super().__init__()
         self.prompt_learner = learner
         self.depth = depth
         self.deep_text = deep_prompts(depth - 1, learner.n_ctx, learner.width)
-        self.couplings = nn.ModuleList([nn.Linear(learner.width, vision_width) for _ in range(depth)])
+        self.couplings = coupling_layers(learner.width, vision_width, depth, projection_init)
 
     def text_prompts(self) -> List[torch.Tensor]:
         return [self.prompt_learner.ctx, *self.deep_text]
@@ -252,6 +270,10 @@ class MaPLeConfig(MethodConfig):
     audio_ctx_init: str = "The sounds of"
     audio_depth: int = 9
     audio_last_stage_only: bool = False  # prompts only in HTS-AT's last (single-window) stage
+    # visual couplings F_1..F_{J-1}: independent (each its own random init) | official (copies of one
+    # initialised Linear, as MaPLe's code; runners/maple.yaml). The audio couplings differ in width, so
+    # they are always independent.
+    projection_init: str = choice("independent", "independent", "official")
     branches: List[str] = choice(lambda: list(BRANCHES), *BRANCHES)
 
 
@@ -265,7 +287,7 @@ class MaPLe(TwoBranchMethod):
         layers = min(len(bb.clip_text.transformer.resblocks), len(bb.image.blocks))
         depth = capped_depth(c.depth, layers, "visual")
         learner = self.clip_learner(n_ctx=c.n_ctx, ctx_init=c.ctx_init)
-        return MaPLeVisual(learner, depth, bb.image.width)
+        return MaPLeVisual(learner, depth, bb.image.width, c.projection_init)
 
     def build_audio(self) -> nn.Module:
         c, bb = self.cfg, self.backbone
