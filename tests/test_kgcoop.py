@@ -104,3 +104,21 @@ def test_option_checked_by_name():
 
     with pytest.raises(UserError, match="method.weight=-1.0 is out of range"):
         resolve_run_config(method="kgcoop", overrides=["method.weight=-1"])
+
+
+@pytest.mark.slow
+def test_runs_in_the_demo_sweep(tmp_path):
+    """The demo sweep's recipes (runners/demo_fewshot.sh uses --recipes runners) run KgCoOp through the engine."""
+    import avfewshot
+    from avfewshot.engine.build import build_run
+
+    out = avfewshot.sweep("llp_cls", ["kgcoop"], shots=[1], seeds=[1], results_dir=tmp_path, recipes_dir="runners",
+                          overrides=["train.epochs=2", "train.batch_size=8", "train.warmup_epochs=0"], progress=False,
+                          say=lambda _line: None)
+    assert not out.failures and len(out) == 1
+    metrics = out[0]
+    assert metrics["method"] == "kgcoop" and len(metrics["history"]) == 2
+    assert all("consistency" in epoch for epoch in metrics["history"])
+    assert metrics["history"][1]["consistency"] > 0  # the learned prompts moved away from the templates, and are pulled back
+    run = build_run(avfewshot.api.make_config(task="llp_cls", method="kgcoop", shots=1, config="runners/kgcoop.yaml"), data="classes")
+    assert run.method.cfg.weight == 8.0 and run.method.cfg.ctx_init == "a photo of a"  # the recipe reached the method
