@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avfewshot.api import make_config
+from avfewshot.engine.build import resolve_run_config
 from avfewshot.encoders import ModelConfig, build_backbone
 from avfewshot.methods import build_method
 from avfewshot.paths import runners_dir
@@ -29,7 +29,7 @@ def backbone(tmp_path_factory):
 
 
 def method_for(preset, backbone, recipe=None):
-    cfg = make_config(config=recipe, method="dgsct", task="llp_cls", preset=preset, overrides=["data.root=/nonexistent"])
+    cfg = resolve_run_config(recipe, method="dgsct", task="llp_cls", preset=preset, demo_layers=False)
     spec = get_task("llp_cls")
     torch.manual_seed(0)
     return build_method("dgsct", backbone, spec, spec.class_list(LLP), cfg.method_args)

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from avfewshot.api import make_config
+from avfewshot.engine.build import resolve_run_config
 from avfewshot.config import RunConfig
 from avfewshot.engine.schedule import make_scheduler
 from avfewshot.errors import UserError
@@ -20,7 +20,7 @@ from avfewshot.paths import runners_dir
 
 
 def recipe_config(method: str) -> RunConfig:
-    return make_config(method=method, config=runners_dir() / f"{method}.yaml", overrides=["data.root=/nonexistent"])
+    return resolve_run_config(runners_dir() / f"{method}.yaml", method=method, demo_layers=False)  # real-data layers
 
 
 def toolkit_lrs(cfg: RunConfig):
