@@ -23,7 +23,7 @@ IMAGE_NORMS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
 }
 
 
-def build_clip_model(arch_name: str, weights: Optional[str]):
+def build_clip_model(arch_name: str, weights: Optional[str], trust_torchscript: bool = False):
     """(open_clip CLIP model in eval mode, ResolvedWeights, quick_gelu used)."""
     from open_clip.model import CLIP
 
@@ -34,7 +34,7 @@ def build_clip_model(arch_name: str, weights: Optional[str]):
         raise UserError(f"CLIP architecture {arch_name!r}: only open_clip's built-in ViT + text transformer is supported")
     state = None
     if resolved.path is not None:
-        state, is_openai_jit = _read_clip_state(resolved.path)
+        state, is_openai_jit = _read_clip_state(resolved.path, trust_torchscript)
         entry = specs.clip_checkpoint(arch_name, resolved.tag) if resolved.tag else None
         if (entry is not None and entry.quick_gelu) or is_openai_jit:
             if not cfg.get("quick_gelu", False):
@@ -48,9 +48,9 @@ def build_clip_model(arch_name: str, weights: Optional[str]):
     return model.eval(), resolved, bool(cfg.get("quick_gelu", False))
 
 
-def _read_clip_state(path) -> Tuple[Dict[str, torch.Tensor], bool]:
+def _read_clip_state(path, trust_torchscript: bool = False) -> Tuple[Dict[str, torch.Tensor], bool]:
     is_jit = ckpt.is_torchscript_archive(path)
-    obj = ckpt.read_state_dict(path)
+    obj = ckpt.read_state_dict(path, trust_torchscript)
     state = ckpt.strip_prefix(ckpt.unwrap_state_dict(obj, path), "module.")
     for key in OPENAI_METADATA_KEYS:
         state.pop(key, None)

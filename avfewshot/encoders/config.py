@@ -14,6 +14,8 @@ class ModelConfig:
     (48 kHz, hop 480, as in CLAP pretraining), ``dgsct`` (32 kHz, hop 320, mel matrix computed for
     32 kHz) or ``dgsct-compat`` (as the released DG-SCT code: 32 kHz audio through the checkpoint's
     48 kHz mel matrix).
+    ``trust_torchscript``: TorchScript archives can run code when loaded; only those whose sha256
+    the checkpoint table lists (OpenAI's releases) are loaded unless this is true.
     """
 
     clip_arch: str = "ViT-B-32"
@@ -23,6 +25,7 @@ class ModelConfig:
     clap_tokenizer: Optional[str] = None  # folder with vocab.json + merges.txt (default: <weights>/roberta-base)
     audio_frontend: str = "native"
     image_norm: str = "clip"  # clip | imagenet (recorded in the image fingerprint; the data layer applies it)
+    trust_torchscript: bool = False  # load TorchScript weights whose sha256 is not a published digest (can run code)
 
 
 WEIGHTS_NONE = ("none", "random", "")
