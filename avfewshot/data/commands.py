@@ -49,12 +49,17 @@ def add_commands(sub: "argparse._SubParsersAction") -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from ..engine.outputs import check_output_dir, output_error
     from .synth import make_dataset
 
-    manifest = make_dataset(
-        args.dataset, args.root, classes=args.classes, clips_per_class=args.clips_per_class,
-        seed=args.seed, layout=args.layout, eval_clips_per_class=args.eval_clips_per_class, wav=args.wav,
-    )
+    check_output_dir(args.root, "--root")
+    try:
+        manifest = make_dataset(
+            args.dataset, args.root, classes=args.classes, clips_per_class=args.clips_per_class,
+            seed=args.seed, layout=args.layout, eval_clips_per_class=args.eval_clips_per_class, wav=args.wav,
+        )
+    except OSError as exc:  # e.g. the disk filled up while writing media
+        raise output_error(exc, args.root, "data synth --root") from None
     splits = {}
     for clip in manifest["clips"]:
         splits[clip["split"]] = splits.get(clip["split"], 0) + 1
@@ -70,9 +75,13 @@ def _check(args: argparse.Namespace) -> int:
     from .check import CHECK_SPEC, check_root
 
     spec = replace(CHECK_SPEC, pad_short=args.pad_short)
+    if args.report:  # before minutes of decoding
+        from ..engine.outputs import check_output_file
+
+        check_output_file(args.report, "--report")
     report = check_root(args.dataset, args.root, args.layout, spec, tolerate=args.tolerate, progress=True)
     print(report.format())
     if args.report:
-        path = report.write_json(args.report)
+        path = report.write_json(args.report, "--report")
         print(f"report written to {path}")
     return 0 if report.usable else 1

@@ -33,8 +33,10 @@ def add_commands(sub: "argparse._SubParsersAction") -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
+    from ..engine.outputs import check_output_dir
     from .splits import load_split, make_splits
 
+    check_output_dir(args.out, "--out", create=False)
     paths = make_splits(
         args.dataset, args.root, args.shots, args.seeds,
         protocol=args.protocol, out_dir=args.out, allow_fewer=args.allow_fewer,

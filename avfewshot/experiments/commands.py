@@ -165,9 +165,12 @@ def _aggregate(args) -> int:
 
 
 def _plot(args) -> int:
-    from .plot import plot_table, save_figure
+    from ..engine.outputs import check_output_file
+    from .plot import FORMATS, plot_table, save_figure
     from .aggregate import aggregate
 
+    if args.out.rsplit(".", 1)[-1].lower() in FORMATS:  # (a bad extension is reported by save_figure)
+        check_output_file(args.out, "--out")
     table = aggregate(args.results, args.metric)
     for problem in table.problems:
         print(f"avfewshot plot: {problem}", file=sys.stderr)
