@@ -276,5 +276,9 @@ def write_tables(table: Table, out_prefix: PathLike, ci95: bool = False) -> Tupl
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
     check_output_file(csv_path, "table file")
     write_text_atomic(csv_path, table_csv(table, ci95), "table file")
-    write_text_atomic(md_path, table_markdown(table, ci95), "table file")
+    try:
+        write_text_atomic(md_path, table_markdown(table, ci95), "table file")
+    except UserError:  # both tables or neither: a CSV without its Markdown twin would look complete
+        csv_path.unlink(missing_ok=True)
+        raise
     return csv_path, md_path
