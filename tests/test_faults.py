@@ -467,7 +467,7 @@ def test_a_read_only_output_folder(tmp_path, shared_data, capsys, small_fs, monk
     assert not [p for p in target.rglob("*") if p.name != "filler"]
 
 
-@pytest.mark.parametrize("command", ["splits make", "data check", "plot", "aggregate"])
+@pytest.mark.parametrize("command", ["splits make", "data check", "data synth", "plot", "aggregate"])
 def test_a_full_disk_leaves_no_partial_file(tmp_path, shared_data, capsys, small_fs, monkeypatch, command):
     target = small_fs or tmp_path / "full"
     target.mkdir(exist_ok=True)
@@ -480,11 +480,19 @@ def test_a_full_disk_leaves_no_partial_file(tmp_path, shared_data, capsys, small
         def full(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
+        def synth_fills_the_disk(dataset, root, **kwargs):
+            (Path(root) / "video").mkdir(parents=True)
+            (Path(root) / "video" / "a.mp4").write_bytes(b"half an mp4")
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(root) / "video" / "b.mp4"))
+
         monkeypatch.setattr(res.os, "fsync", full)
+        monkeypatch.setattr("avfewshot.data.synth.make_dataset", synth_fills_the_disk)
     code, err = run_cli_in_process(capsys, *argv)
     assert code == 2
     assert "no space left" in one_line_error(err, target)
     assert not [p for p in target.rglob("*") if p.name != "filler" and p.is_file()]
+    if command == "data synth":  # the half-written dataset is gone, the folder this command created too
+        assert not (target / "synth").exists()
 
 
 def test_check_output_dir_creates_and_names_what(tmp_path):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 DATASETS = ("ave", "llp", "vggsound", "vggsound40k")  # mirrors annotations.DATASETS (kept light)
 SYNTH_LAYOUTS = ("raw", "dgsct", "both")
@@ -52,13 +54,21 @@ def _synth(args: argparse.Namespace) -> int:
     from ..engine.outputs import check_output_dir, output_error
     from .synth import make_dataset
 
-    check_output_dir(args.root, "--root")
+    root = Path(args.root)
+    existed = root.exists()
+    was_empty = not existed or (root.is_dir() and not any(root.iterdir()))
+    check_output_dir(root, "--root")
     try:
         manifest = make_dataset(
             args.dataset, args.root, classes=args.classes, clips_per_class=args.clips_per_class,
             seed=args.seed, layout=args.layout, eval_clips_per_class=args.eval_clips_per_class, wav=args.wav,
         )
-    except OSError as exc:  # e.g. the disk filled up while writing media
+    except OSError as exc:  # e.g. the disk filled up while writing media: leave no half dataset behind
+        if not existed:
+            shutil.rmtree(root, ignore_errors=True)
+        elif was_empty:
+            for child in list(root.iterdir()):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
         raise output_error(exc, args.root, "data synth --root") from None
     splits = {}
     for clip in manifest["clips"]:
