@@ -185,11 +185,14 @@ def test_a_stale_lock_is_removed_only_if_unchanged(tmp_path):
 
 
 def test_heartbeat_keeps_a_long_run_claimed(tmp_path):
-    claim = claims.try_claim(tmp_path, timeout=0.4, say=lambda s: None)
-    time.sleep(1.0)
-    assert time.time() - (tmp_path / claims.LOCK_FILE).stat().st_mtime < 0.4
-    assert claims.stale_reason(claims.read_lock(tmp_path / claims.LOCK_FILE)[0], (tmp_path / claims.LOCK_FILE).stat().st_mtime, 0.4) is None
+    lock = tmp_path / claims.LOCK_FILE
+    claim = claims.try_claim(tmp_path, timeout=4.0, say=lambda s: None)  # a heartbeat every second
+    created = lock.stat().st_mtime
+    time.sleep(5.5)  # longer than the timeout: only the heartbeat keeps the claim fresh
+    assert lock.stat().st_mtime - created >= 3.0
+    assert claims.stale_reason(claims.read_lock(lock)[0], lock.stat().st_mtime, 4.0) is None
     claim.release()
+    assert not lock.exists()
 
 
 @pytest.fixture

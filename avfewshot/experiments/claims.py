@@ -201,8 +201,9 @@ class Claim:
 
 def try_claim(run_dir: Path, timeout: float = DEFAULT_TIMEOUT, say: Callable[[str], None] = print) -> Claim:
     """Claim ``run_dir`` for this process: ``.decision`` is RUN (ours) or HELD (``.holder`` runs it)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from ..engine.outputs import check_output_dir
+
+    run_dir = check_output_dir(run_dir, "run folder")  # read-only, a file in the way, full disk: one line
     lock = run_dir / LOCK_FILE
     me = this_process()
     holder: Optional[Owner] = None
