@@ -195,6 +195,41 @@ def test_heartbeat_keeps_a_long_run_claimed(tmp_path):
     assert not lock.exists()
 
 
+TORCHRUN_SCRIPT = """
+import sys
+from pathlib import Path
+from avfewshot.experiments import claims
+import torch.distributed as dist
+run_dir = Path(sys.argv[1])
+claim = claims.claim_cell(run_dir, lambda d: False, 60.0, print)
+print(f"rank {dist.get_rank()}: {claim.decision} owned={claim.owned} lock={(run_dir / claims.LOCK_FILE).exists()}")
+dist.barrier()
+claim.release()
+dist.barrier()
+again = claims.claim_cell(run_dir, lambda d: True, 60.0, print)  # finished meanwhile: every rank reads it back
+print(f"rank {dist.get_rank()} again: {again.decision}")
+"""
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_0_claims_for_every_rank(tmp_path):
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this python")
+    script = tmp_path / "claim.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path / "cell")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank "))
+    assert lines == ["rank 0 again: finished", "rank 0: run owned=True lock=True",
+                     "rank 1 again: finished", "rank 1: run owned=False lock=True"], proc.stdout
+    assert not (tmp_path / "cell" / claims.LOCK_FILE).exists()
+
+
 @pytest.fixture
 def fake_run(monkeypatch):
     import avfewshot.api

@@ -28,6 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
+from ..errors import UserError
+
 LOCK_FILE = ".claim.lock"
 GUARD_SUFFIX = ".takeover"
 DEFAULT_TIMEOUT = 1800.0  # seconds without a heartbeat before another host's claim is stale
@@ -248,9 +250,18 @@ def claim_cell(run_dir: Path, is_finished: Callable[[Path], bool], timeout: floa
     from ..engine.distributed import init_from_environment
 
     ctx = init_from_environment()
-    claim = _claim_unfinished(run_dir, is_finished, timeout, say) if ctx.main else None
-    decision = [claim.decision if claim is not None else None]
+    claim, error = None, None
+    if ctx.main:
+        try:
+            claim = _claim_unfinished(run_dir, is_finished, timeout, say)
+        except Exception as exc:  # noqa: BLE001 - the other ranks must hear about it, not wait forever
+            error = exc
+    decision = [claim.decision if claim is not None else (str(error) if error is not None else None)]
     torch.distributed.broadcast_object_list(decision, src=0)
+    if error is not None:
+        raise error
+    if decision[0] not in (RUN, HELD, FINISHED):
+        raise UserError(f"rank 0 could not claim {run_dir}: {decision[0]}")
     return claim if claim is not None else Claim(None, None, timeout, decision[0])
 
 
