@@ -83,7 +83,14 @@ def this_process() -> Owner:
 
 @lru_cache(maxsize=1)
 def _process_started() -> float:
-    return round(time.time(), 3)
+    """Wall-clock start of this process (boot time + /proc start ticks); now, where /proc is missing."""
+    ticks = _proc_start(os.getpid())
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return round(boot + ticks / os.sysconf("SC_CLK_TCK"), 3) if ticks is not None else round(time.time(), 3)
+    except (OSError, StopIteration, ValueError):
+        return round(time.time(), 3)
 
 
 def process_alive(pid: int, proc_start: Optional[int] = None) -> bool:
