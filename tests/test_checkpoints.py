@@ -297,7 +297,8 @@ def test_clip_openai_state_dict_by_tag_forces_quickgelu(full_clip, monkeypatch):
 
 
 def test_clip_openai_jit_archive_tiny(tmp_path):
-    """A TorchScript archive (OpenAI's .pt format) is read via torch.jit, with QuickGELU forced."""
+    """A trusted TorchScript archive (OpenAI's .pt format) is read via torch.jit, with QuickGELU forced;
+    an archive with no published digest is refused unless trusted (tests/test_faults.py has the rest)."""
     model, _, _ = build_clip_model("tiny", "none")
     fp16_exact_(model)
 
@@ -319,7 +320,9 @@ def test_clip_openai_jit_archive_tiny(tmp_path):
     traced = torch.jit.trace(Archive(model).eval(), torch.ones(1))
     torch.jit.save(traced, str(path))
     assert ckpt.is_torchscript_archive(path)
-    loaded, _, quick_gelu = build_clip_model("tiny", str(path))
+    with pytest.raises(UserError, match="model.trust_torchscript=true"):
+        build_clip_model("tiny", str(path))
+    loaded, _, quick_gelu = build_clip_model("tiny", str(path), trust_torchscript=True)
     assert quick_gelu
     model_q, _, _ = build_clip_model("tiny", "none")
     # expected: the same weights in a QuickGELU model

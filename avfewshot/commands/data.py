@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from ..data.facts import DATASETS, MEDIA_LAYOUTS, SYNTH_LAYOUTS
 
@@ -48,11 +50,24 @@ def add_commands(sub: "argparse._SubParsersAction") -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     from ..data.synth import make_dataset
+    from ..outputs import check_output_dir, output_error
 
-    manifest = make_dataset(
-        args.dataset, args.root, classes=args.classes, clips_per_class=args.clips_per_class,
-        seed=args.seed, layout=args.layout, eval_clips_per_class=args.eval_clips_per_class, wav=args.wav,
-    )
+    root = Path(args.root)
+    existed = root.exists()
+    was_empty = not existed or (root.is_dir() and not any(root.iterdir()))
+    check_output_dir(root, "--root")
+    try:
+        manifest = make_dataset(
+            args.dataset, args.root, classes=args.classes, clips_per_class=args.clips_per_class,
+            seed=args.seed, layout=args.layout, eval_clips_per_class=args.eval_clips_per_class, wav=args.wav,
+        )
+    except OSError as exc:  # e.g. the disk filled up while writing media: leave no half dataset behind
+        if not existed:
+            shutil.rmtree(root, ignore_errors=True)
+        elif was_empty:
+            for child in list(root.iterdir()):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        raise output_error(exc, args.root, "data synth --root") from None
     splits = {}
     for clip in manifest["clips"]:
         splits[clip["split"]] = splits.get(clip["split"], 0) + 1
@@ -68,9 +83,13 @@ def _check(args: argparse.Namespace) -> int:
     from ..data.check import CHECK_SPEC, check_root
 
     spec = replace(CHECK_SPEC, pad_short=args.pad_short)
+    if args.report:  # before minutes of decoding
+        from ..outputs import check_output_file
+
+        check_output_file(args.report, "--report")
     report = check_root(args.dataset, args.root, args.layout, spec, tolerate=args.tolerate, progress=True)
     print(report.format())
     if args.report:
-        path = report.write_json(args.report)
+        path = report.write_json(args.report, "--report")
         print(f"report written to {path}")
     return 0 if report.usable else 1

@@ -70,6 +70,11 @@ def add_commands(sub) -> None:
     p.add_argument("--log", choices=["tensorboard"], default=None, help="also log every run to TensorBoard (off by default)")
     p.add_argument("--dry-run", action="store_true", help="list the grid and the state of each run, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no per-run progress bars (grid progress lines stay)")
+    p.add_argument("--wait", action="store_true",
+                   help="with other sweeps on the same --results: wait for the cells they run (default: leave them)")
+    p.add_argument("--claim-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a cell claimed by a process on another host that gave no sign of life for this long is "
+                        "taken over (default 1800)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for every run, e.g. train.epochs=5")
     p.set_defaults(func=_sweep)
 
@@ -106,6 +111,8 @@ def add_commands(sub) -> None:
 
 
 def _sweep(args) -> int:
+    from ..errors import UserError
+    from ..experiments.claims import DEFAULT_TIMEOUT
     from ..experiments.sweep import describe_plan, plan_sweep, run_planned
 
     overrides = _overrides(args) + ([f"init={args.init}"] if args.init else []) + _log_overrides(args)
@@ -115,7 +122,10 @@ def _sweep(args) -> int:
     if args.dry_run:
         print(describe_plan(plan))
         return 0
-    results = run_planned(plan, progress=not args.no_progress)
+    timeout = DEFAULT_TIMEOUT if args.claim_timeout is None else args.claim_timeout
+    if not timeout > 0:
+        raise UserError(f"--claim-timeout must be a number of seconds > 0, got {args.claim_timeout}")
+    results = run_planned(plan, progress=not args.no_progress, wait=args.wait, claim_timeout=timeout)
     return 1 if results.failures else 0
 
 
@@ -155,9 +165,12 @@ def _aggregate(args) -> int:
 
 
 def _plot(args) -> int:
-    from ..experiments.plot import plot_table, save_figure
+    from ..outputs import check_output_file
     from ..experiments.aggregate import aggregate
+    from ..experiments.plot import FORMATS, plot_table, save_figure
 
+    if args.out.rsplit(".", 1)[-1].lower() in FORMATS:  # (a bad extension is reported by save_figure)
+        check_output_file(args.out, "--out")
     table = aggregate(args.results, args.metric)
     for problem in table.problems:
         print(f"avfewshot plot: {problem}", file=sys.stderr)

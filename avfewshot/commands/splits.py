@@ -34,7 +34,9 @@ def add_commands(sub: "argparse._SubParsersAction") -> None:
 
 def _make(args: argparse.Namespace) -> int:
     from ..data.splits import load_split, make_splits
+    from ..outputs import check_output_dir
 
+    check_output_dir(args.out, "--out", create=False)
     paths = make_splits(
         args.dataset, args.root, args.shots, args.seeds,
         protocol=args.protocol, out_dir=args.out, allow_fewer=args.allow_fewer,

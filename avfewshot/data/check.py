@@ -65,12 +65,12 @@ class CheckReport:
         data["summary"] = self.counts()
         return data
 
-    def write_json(self, path: PathLike) -> Path:
-        path = Path(path)
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+    def write_json(self, path: PathLike, what: str = "report file") -> Path:
+        """Write atomically (a full disk leaves no partial report); errors name the path."""
+        from ..outputs import check_output_file, write_text_atomic
+
+        path = check_output_file(path, what)
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", what)
 
     def format(self) -> str:
         """Summary table, then one line per problem."""

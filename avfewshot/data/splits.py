@@ -32,11 +32,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from ..outputs import check_output_dir, write_text_atomic
 from ..errors import AnnotationError, UserError
 from .annotations import read_annotations
 from .records import AnnotationSet, ClipRecord
@@ -243,23 +243,10 @@ def dumps_split(split: Dict[str, object]) -> str:
     return json.dumps(split, sort_keys=True, indent=1, separators=(",", ": "), ensure_ascii=True) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
 def write_split(split: Dict[str, object], out_dir: PathLike) -> Path:
     """Write ``<out_dir>/<dataset>/<protocol>/shot_<K>-seed_<S>.json`` atomically; return its path."""
     path = split_path(out_dir, str(split["dataset"]), str(split["protocol"]), int(split["shots"]), int(split["seed"]))
-    _write_atomic(path, dumps_split(split))
+    write_text_atomic(path, dumps_split(split), "split file")
     return path
 
 
@@ -273,6 +260,7 @@ def make_splits(
     allow_fewer: bool = False,
 ) -> List[Path]:
     """Read the annotations once, then write one split file per (shots, seed); return the paths."""
+    check_output_dir(out_dir, "splits folder", create=False)
     annotations = read_annotations(dataset, root)
     hashes = annotation_hashes(annotations)
     splits = [

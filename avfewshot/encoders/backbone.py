@@ -132,8 +132,9 @@ def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, placeholder_to
     specs.resolve_frontend(cfg.audio_frontend, clap_arch)
     tokenizer = build_clap_tokenizer(clap_arch.text, cfg.clap_tokenizer, placeholder=placeholder_tokenizer)
 
-    clip_model, clip_weights, quick_gelu = build_clip_model(cfg.clip_arch, cfg.clip_weights, cfg.clip_activation)
-    clap = build_clap_model(cfg.clap_arch, cfg.clap_weights, cfg.audio_frontend)
+    clip_model, clip_weights, quick_gelu = build_clip_model(cfg.clip_arch, cfg.clip_weights, cfg.clip_activation,
+                                                            cfg.trust_torchscript)
+    clap = build_clap_model(cfg.clap_arch, cfg.clap_weights, cfg.audio_frontend, cfg.trust_torchscript)
     image = ImageTower(clip_model, cfg.image_norm)
     clip_text = ClipTextTower(clip_model)
     audio = AudioTower(clap)

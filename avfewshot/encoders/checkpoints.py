@@ -1,13 +1,22 @@
 """Finding weights on disk and reading them safely.
 
-A checkpoint is a pickle, and a pickle can run code: everything is read with
-``torch.load(weights_only=True)``. The released CLAP files also hold numpy scalars (epoch, ...), so
-exactly the numpy scalar/dtype reconstructors are allowed while they load, never more.
+A checkpoint is a pickle, and a pickle can run code: plain checkpoints are read only with
+``torch.load(weights_only=True)`` or as ``.safetensors``. The released CLAP files also hold numpy
+scalars (epoch, ...), so exactly the numpy scalar/dtype reconstructors are allowed while they load,
+never more.
+
+A TorchScript archive (OpenAI's released CLIP ``.pt`` files are TorchScript) can run TorchScript
+code while it loads (``__setstate__``), so ``torch.jit.load`` sees only archives whose sha256 is a
+digest OpenAI published (the ``torchscript_sha256`` entries of the checkpoint table, taken from its
+download URLs), or any archive when the user opts in with ``model.trust_torchscript=true``.
+Every unreadable file is a one-line :class:`UserError` naming it.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,33 +146,98 @@ def _numpy_safe_globals() -> list:
 
 
 def is_torchscript_archive(path: Path) -> bool:
-    """An OpenAI JIT ``.pt`` (a TorchScript zip with code/ and constants.pkl)."""
+    """A TorchScript zip (an OpenAI JIT ``.pt``): it has a ``constants.pkl`` record, as torch itself tests."""
     if not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserError(f"cannot read weights file {path}: damaged zip archive ({_first_line(exc)})") from None
+    return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in names)
 
 
-def read_state_dict(path: Path) -> Dict[str, "object"]:
-    """Read a ``.safetensors`` / ``.bin`` / ``.pt`` file; return the (possibly nested) object."""
+def published_torchscript_digests() -> Dict[str, str]:
+    """sha256 -> description of every TorchScript file the checkpoint table lists (OpenAI's releases)."""
+    out: Dict[str, str] = {}
+    for tag, per_arch in specs.catalogue().clip_checkpoints.items():
+        for arch, entry in per_arch.items():
+            if entry.torchscript_sha256:
+                out[entry.torchscript_sha256.lower()] = f"CLIP {arch} {tag}"
+    return out
+
+
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (about 0.4 s for a 350 MB CLIP file), remembered per (path, size, mtime)."""
+    st = path.stat()
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if ident not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _DIGESTS[ident] = digest.hexdigest()
+    return _DIGESTS[ident]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _read_torchscript(path: Path, trust_torchscript: bool) -> Dict[str, "object"]:
     import torch
 
+    if not trust_torchscript and file_sha256(path) not in published_torchscript_digests():
+        raise UserError(
+            f"weights file {path} is a TorchScript archive, which can run code when loaded, and its sha256 is not "
+            f"a published digest: save it as a plain state dict or .safetensors, or set model.trust_torchscript=true "
+            f"if you trust its source")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError and others for damaged archives
+        raise UserError(f"cannot read TorchScript weights file {path}: {_first_line(exc)}") from None
+    # only the tensors are kept: no TorchScript method of the archive is ever called
+    return dict(module.state_dict())
+
+
+def _weights_only_reason(exc: BaseException) -> str:
+    """torch's weights_only error in a few words (its own text is paragraphs of advice)."""
+    text = str(exc)
+    found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds the Python object {found.group(1)}, not only tensors and numpy scalars (refusing to unpickle it)"
+    if "Weights only load failed" in text:
+        return "it holds Python objects other than tensors and numpy scalars (refusing to unpickle them)"
+    return f"the file is damaged or not a PyTorch checkpoint ({_first_line(exc)})"
+
+
+def read_state_dict(path: Path, trust_torchscript: bool = False) -> Dict[str, "object"]:
+    """Read a ``.safetensors`` / ``.bin`` / ``.pt`` file; return the (possibly nested) object.
+
+    ``trust_torchscript``: load any TorchScript archive, not only those with a published digest.
+    """
+    import torch
+
+    path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...
+            raise UserError(f"cannot read safetensors weights file {path}: {_first_line(exc)}") from None
     if is_torchscript_archive(path):
-        # TorchScript archives are not pickles of Python objects; only their tensors are kept
-        module = torch.jit.load(str(path), map_location="cpu")
-        return dict(module.state_dict())
+        return _read_torchscript(path, trust_torchscript)
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, zip errors, truncated files
-        raise UserError(
-            f"cannot read checkpoint {path} with torch.load(weights_only=True): {exc}. The file is damaged, "
-            f"or holds Python objects other than tensors and numpy scalars (refusing to unpickle it).") from None
+        raise UserError(f"cannot read checkpoint {path} with torch.load(weights_only=True): "
+                        f"{_weights_only_reason(exc)}") from None
 
 
 def unwrap_state_dict(obj: object, path: Path) -> Dict[str, "object"]:

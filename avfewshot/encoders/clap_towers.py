@@ -100,7 +100,8 @@ class ClapBuild:
     mel_scale: str
 
 
-def build_clap_model(arch_name: str, weights: Optional[str], frontend_name: str = "native") -> ClapBuild:
+def build_clap_model(arch_name: str, weights: Optional[str], frontend_name: str = "native",
+                     trust_torchscript: bool = False) -> ClapBuild:
     arch = specs.clap_arch(arch_name)
     frontend = specs.resolve_frontend(frontend_name, arch)
     resolved = ckpt.resolve_clap_weights(weights)
@@ -108,7 +109,7 @@ def build_clap_model(arch_name: str, weights: Optional[str], frontend_name: str 
     state = None
     trained_fused = arch.fused
     if resolved.path is not None:
-        raw = ckpt.unwrap_state_dict(ckpt.read_state_dict(resolved.path), resolved.path)
+        raw = ckpt.unwrap_state_dict(ckpt.read_state_dict(resolved.path, trust_torchscript), resolved.path)
         trained_fused = ckpt.checkpoint_is_fused(raw)
         if arch.fused and not trained_fused:
             raise UserError(f"CLAP checkpoint {resolved.path} is unfused but architecture {arch_name!r} has the fusion "

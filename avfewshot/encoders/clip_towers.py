@@ -23,12 +23,13 @@ IMAGE_NORMS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
 }
 
 
-def build_clip_model(arch_name: str, weights: Optional[str], activation: str = "auto"):
+def build_clip_model(arch_name: str, weights: Optional[str], activation: str = "auto", trust_torchscript: bool = False):
     """(open_clip CLIP model in eval mode, ResolvedWeights, quick_gelu used).
 
     ``activation``: ``auto`` decides QuickGELU from the weights (``clip_activation.choose_quick_gelu``:
     OpenAI weights get it; a file of unknown provenance for an architecture with OpenAI weights is refused),
-    ``quickgelu`` / ``gelu`` force one.
+    ``quickgelu`` / ``gelu`` force one. ``trust_torchscript``: load a TorchScript archive whose digest is not
+    a published one (``checkpoints.read_state_dict``).
     """
     from open_clip.model import CLIP
 
@@ -39,7 +40,7 @@ def build_clip_model(arch_name: str, weights: Optional[str], activation: str = "
         raise UserError(f"CLIP architecture {arch_name!r}: only open_clip's built-in ViT + text transformer is supported")
     state, keys, is_openai_jit = None, (), False
     if resolved.path is not None:
-        state, keys, is_openai_jit = _read_clip_state(resolved.path)
+        state, keys, is_openai_jit = _read_clip_state(resolved.path, trust_torchscript)
     cfg["quick_gelu"] = choose_quick_gelu(arch_name, activation, resolved, keys, is_openai_jit)
     with seeded_init() if state is None else skip_weight_init():
         model = CLIP(**cfg)
@@ -49,10 +50,10 @@ def build_clip_model(arch_name: str, weights: Optional[str], activation: str = "
     return model.eval(), resolved, bool(cfg["quick_gelu"])
 
 
-def _read_clip_state(path) -> Tuple[Dict[str, torch.Tensor], Tuple[str, ...], bool]:
+def _read_clip_state(path, trust_torchscript: bool = False) -> Tuple[Dict[str, torch.Tensor], Tuple[str, ...], bool]:
     """(state dict without OpenAI's metadata entries, the file's own keys, is a TorchScript archive)."""
     is_jit = ckpt.is_torchscript_archive(path)
-    obj = ckpt.read_state_dict(path)
+    obj = ckpt.read_state_dict(path, trust_torchscript)
     state = ckpt.strip_prefix(ckpt.unwrap_state_dict(obj, path), "module.")
     keys = tuple(state)
     for key in OPENAI_METADATA_KEYS:

@@ -16,6 +16,8 @@ class ModelConfig:
     (48 kHz, hop 480, as in CLAP pretraining), ``dgsct`` (32 kHz, hop 320, mel matrix computed for
     32 kHz) or ``dgsct-compat`` (as the released DG-SCT code: 32 kHz audio through the checkpoint's
     48 kHz mel matrix).
+    ``trust_torchscript``: TorchScript archives can run code when loaded; only those whose sha256
+    the checkpoint table lists (OpenAI's releases) are loaded unless this is true.
     """
 
     clip_arch: str = "ViT-B-32"
@@ -31,6 +33,7 @@ class ModelConfig:
     # eval: the frozen towers never leave eval mode | released: in training, HTS-AT and RoBERTa follow the
     # method's train() as in the released DG-SCT code (SpecAugment, drop-path, bn0 batch statistics, dropout)
     frozen_towers: str = choice("eval", "eval", "released")
+    trust_torchscript: bool = False  # load TorchScript weights whose sha256 is not a published digest (can run code)
 
 
 WEIGHTS_NONE = ("none", "random", "")

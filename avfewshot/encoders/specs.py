@@ -106,6 +106,7 @@ class ClipCheckpoint:
     hf_hub: str
     quick_gelu: bool
     source: str
+    torchscript_sha256: Optional[str] = None  # the released TorchScript file's digest (from its download URL)
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,10 @@ def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, s
         if ctx.main:
             say(f"[avfewshot] {run_dir} is finished; skipping (use --force to run again)")
         return res.read_json(run_dir / res.METRICS_FILE)
+    if ctx.main:  # a read-only folder, a file in the way or a full disk: one line naming the path, before any work
+        from ..outputs import check_output_dir
+
+        check_output_dir(run_dir, "run folder")
     if force and ctx.main:
         for name in (res.METRICS_FILE, res.LAST_CKPT, res.FINAL_CKPT):
             (run_dir / name).unlink(missing_ok=True)

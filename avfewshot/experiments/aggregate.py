@@ -21,7 +21,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..engine.results import METRICS_FILE, write_text
+from ..outputs import check_output_file, write_text_atomic
+from ..engine.results import METRICS_FILE
 from ..errors import UserError
 
 PathLike = Union[str, Path]
@@ -273,6 +274,11 @@ def write_tables(table: Table, out_prefix: PathLike, ci95: bool = False) -> Tupl
     if prefix.suffix in (".csv", ".md"):
         prefix = prefix.with_suffix("")
     csv_path, md_path = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".md")
-    write_text(csv_path, table_csv(table, ci95))
-    write_text(md_path, table_markdown(table, ci95))
+    check_output_file(csv_path, "table file")
+    write_text_atomic(csv_path, table_csv(table, ci95), "table file")
+    try:
+        write_text_atomic(md_path, table_markdown(table, ci95), "table file")
+    except UserError:  # both tables or neither: a CSV without its Markdown twin would look complete
+        csv_path.unlink(missing_ok=True)
+        raise
     return csv_path, md_path

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ..engine.results import atomic_write
+from ..outputs import check_output_file, write_atomic
 from ..errors import UserError
 from .aggregate import Row, Table, aggregate
 
@@ -138,8 +138,8 @@ def save_figure(fig, out: PathLike) -> Path:
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise UserError(f"--out {out}: unsupported figure format {out.suffix!r}; use one of .{', .'.join(FORMATS)}")
-    atomic_write(out, lambda handle: fig.savefig(handle, format=fmt, dpi=150, bbox_inches="tight"))
-    return out
+    check_output_file(out, "figure file")
+    return write_atomic(out, lambda handle: fig.savefig(handle, format=fmt, dpi=150, bbox_inches="tight"), "figure file")
 
 
 def plot_results(results_dir: PathLike = "results", out: PathLike = "fewshot.png", metric: str = "accuracy",

@@ -4,6 +4,11 @@ Each cell is one ``engine.trainer.run_experiment`` call, so the engine's per-run
 (its ``metrics.json`` exists) is skipped, an interrupted one resumes from its last checkpoint.
 A failing run is reported and the sweep goes on; the failures are listed at the end.
 
+Several sweeps may share one results folder (on one machine, or on several over a shared
+filesystem, e.g. a Slurm array: runners/slurm_sweep.sh): each cell is claimed before it runs
+(:mod:`.claims`), so the processes divide the grid and no cell runs twice. A cell another live
+process holds is skipped (``wait=True`` waits for it); a claim whose process is gone is taken over.
+
 Zero-shot methods (``Method.zero_shot = True``) have nothing to train, so a few-shot grid would
 only repeat the same evaluation once per shot count. They run once per seed at ``shots=0`` instead.
 
@@ -24,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 
 from ..engine import results as res
 from ..errors import UserError
+from . import claims
 
 PathLike = Union[str, Path]
 ANY_METHOD = "*"  # schedule entries for every method
@@ -53,10 +59,12 @@ class RunFailure:
 class SweepResults(list):
     """The metrics of every finished cell (a plain list of dicts), plus what did not finish."""
 
-    def __init__(self, metrics: Iterable[Dict] = (), failures: Sequence[RunFailure] = (), skipped: int = 0):
+    def __init__(self, metrics: Iterable[Dict] = (), failures: Sequence[RunFailure] = (), skipped: int = 0,
+                 elsewhere: Sequence[SweepJob] = ()):
         super().__init__(metrics)
         self.failures: List[RunFailure] = list(failures)
         self.skipped = skipped
+        self.elsewhere: List[SweepJob] = list(elsewhere)  # cells other processes were still running
 
 
 # -- the grid ---------------------------------------------------------------------------------
@@ -142,6 +150,7 @@ class GridProgress:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    elsewhere: int = 0  # cells another process holds
 
     def record(self, job: SweepJob, seconds: Optional[float]) -> None:
         if seconds is not None and seconds > 0:
@@ -170,6 +179,8 @@ class GridProgress:
             parts.append(f"{self.skipped} already done")
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.elsewhere:
+            parts.append(f"{self.elsewhere} running elsewhere")
         parts.append(f"elapsed {format_duration(time.time() - self.started)}")
         parts.append(f"ETA {format_duration(eta)}" if eta is not None else "ETA after the first finished run")
         return "[sweep] " + " · ".join(parts)
@@ -239,10 +250,14 @@ def plan_sweep(tasks, methods, shots, seeds, preset=None, config=None, overrides
                               results_dir, overrides)) for job in jobs]
 
 
-def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print) -> SweepResults:
-    """Run planned cells in order; finished ones are read back, failures are collected."""
+def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print, wait: bool = False,
+                claim_timeout: float = claims.DEFAULT_TIMEOUT, poll_seconds: float = 10.0) -> SweepResults:
+    """Run planned cells in order; finished ones are read back, failures are collected.
+
+    A cell another live process has claimed is left to it (``wait=True``: come back until it is
+    finished or its claim is stale); ``claim_timeout``: seconds without a heartbeat that make another
+    host's claim stale."""
     from ..engine.distributed import is_main_process
-    from ..engine.trainer import run_experiment
 
     if not is_main_process():
         say = lambda _msg: None  # noqa: E731
@@ -252,20 +267,55 @@ def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print)
     failures: List[RunFailure] = []
     say(f"[sweep] {len(jobs)} runs: {len({j.task for j in jobs})} task(s) × {len({j.method for j in jobs})} method(s); "
         f"results in {plan[0][1].results_dir if plan else '-'}")
-    for index, (job, cfg) in enumerate(plan):
-        run_dir = cfg.run_dir()
-        if res.is_finished(run_dir):
-            try:
-                finished = res.read_json(run_dir / res.METRICS_FILE)
-            except ValueError as exc:
-                failures.append(RunFailure(job, f"{run_dir / res.METRICS_FILE} is not valid JSON ({exc}); delete it to run again", run_dir))
-                tracker.failed += 1
-                continue
-            metrics.append(finished)
-            tracker.skipped += 1
-            tracker.record(job, (finished or {}).get("total_seconds"))
-            continue
-        _remove_stale_temp_files(run_dir)
+    pending = list(enumerate(plan))
+    while True:
+        held = []
+        for index, (job, cfg) in pending:
+            state = _run_cell(index, job, cfg, jobs, tracker, metrics, failures, progress, say, claim_timeout)
+            if state == claims.HELD:
+                held.append((index, (job, cfg)))
+        if not held or not wait:
+            break
+        tracker.elsewhere = 0
+        time.sleep(poll_seconds)
+        pending = held
+    elsewhere = [job for _, (job, _) in held]
+    say(_summary(tracker, failures, elsewhere))
+    return SweepResults(metrics, failures, tracker.skipped, elsewhere)
+
+
+def _read_finished(job: SweepJob, run_dir: Path, tracker: GridProgress, metrics: List[Dict], failures: List[RunFailure]):
+    try:
+        finished = res.read_json(run_dir / res.METRICS_FILE)
+    except ValueError as exc:
+        failures.append(RunFailure(job, f"{run_dir / res.METRICS_FILE} is not valid JSON ({exc}); delete it to run again", run_dir))
+        tracker.failed += 1
+        return
+    metrics.append(finished)
+    tracker.skipped += 1
+    tracker.record(job, (finished or {}).get("total_seconds"))
+
+
+def _run_cell(index, job, cfg, jobs, tracker, metrics, failures, progress, say, claim_timeout) -> str:
+    """Run one cell unless it is finished or another process holds it; returns what happened."""
+    from ..engine.trainer import run_experiment
+
+    run_dir = cfg.run_dir()
+    if res.is_finished(run_dir):
+        _read_finished(job, run_dir, tracker, metrics, failures)
+        return claims.FINISHED
+    claim = claims.claim_cell(run_dir, res.is_finished, claim_timeout, say)
+    if claim.decision == claims.FINISHED:
+        _read_finished(job, run_dir, tracker, metrics, failures)
+        return claims.FINISHED
+    if claim.decision == claims.HELD:
+        tracker.elsewhere += 1
+        who = claim.holder.describe() if claim.holder else "another process"
+        say(f"[sweep] {job.label}: being run by {who}; leaving it to that process")
+        return claims.HELD
+    with claim:
+        if claim.owned:
+            claims.remove_orphan_temp_files(run_dir)
         resume = " (resuming)" if (run_dir / res.LAST_CKPT).exists() else ""
         say(f"{tracker.line(jobs[index:])}\n[sweep] run {index + 1}/{len(jobs)}: {job.label}{resume}")
         t0 = time.time()
@@ -278,31 +328,25 @@ def run_planned(plan, progress: bool = True, say: Callable[[str], None] = print)
             say(f"[sweep] FAILED {job.label}: {detail}")
             if not isinstance(exc, UserError):
                 say(traceback.format_exc().rstrip())
-            continue
-        tracker.done += 1
-        tracker.record(job, time.time() - t0)
-        metrics.append(result)
-    say(_summary(tracker, failures))
-    return SweepResults(metrics, failures, tracker.skipped)
+            return "failed"
+    tracker.done += 1
+    tracker.record(job, time.time() - t0)
+    metrics.append(result)
+    return claims.RUN
 
 
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """A process killed in the middle of an atomic write leaves its ``.<name>.*.tmp``; the real file is intact."""
-    from ..engine.distributed import is_main_process
-
-    if run_dir.is_dir() and is_main_process():
-        for stale in run_dir.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
-def _summary(tracker: GridProgress, failures: Sequence[RunFailure]) -> str:
+def _summary(tracker: GridProgress, failures: Sequence[RunFailure], elsewhere: Sequence[SweepJob] = ()) -> str:
     lines = [f"[sweep] done in {format_duration(time.time() - tracker.started)}: {tracker.done} ran, "
-             f"{tracker.skipped} already finished, {len(failures)} failed (of {len(tracker.jobs)})"]
+             f"{tracker.skipped} already finished, {len(failures)} failed"
+             + (f", {len(elsewhere)} running in other processes" if elsewhere else "") + f" (of {len(tracker.jobs)})"]
     for f in failures:
         where = f" (log: {f.run_dir / res.LOG_FILE})" if f.run_dir and (f.run_dir / res.LOG_FILE).exists() else ""
         lines.append(f"[sweep]   FAILED {f.job.label}: {f.error}{where}")
     if failures:
         lines.append("[sweep] fix the cause and run the same command again: finished runs are skipped, the rest resume")
+    if elsewhere:
+        lines.append("[sweep] the cells other processes run are not in this table; aggregate when they finish "
+                     "(or use --wait); a cell whose process died is taken over by the next sweep")
     return "\n".join(lines)
 
 
@@ -310,16 +354,18 @@ def sweep(tasks: Union[str, Sequence[str]], methods: Union[str, Sequence[str]], 
           seeds: Sequence[int] = (1, 2, 3), preset: Optional[str] = None, config: Optional[PathLike] = None,
           overrides: Sequence[str] = (), data_root: DataRoots = None, results_dir: PathLike = "results",
           progress: bool = True, recipes_dir: Optional[PathLike] = None, schedule: Optional[PathLike] = None,
-          say: Callable[[str], None] = print) -> SweepResults:
+          say: Callable[[str], None] = print, wait: bool = False,
+          claim_timeout: float = claims.DEFAULT_TIMEOUT) -> SweepResults:
     """Run every missing cell of the grid; returns the metrics of every finished cell (a list).
 
     ``data_root`` is one folder for every task or ``{dataset: folder}`` (e.g. ``{"ave": ..., "llp": ...}``);
     None runs on the embedded demo. The returned list also has ``.failures`` (cells that raised) and ``.skipped`` (cells that were
-    already finished). ``progress`` controls the per-run progress bars; the grid progress lines
-    are always printed through ``say``.
+    already finished) and ``.elsewhere`` (cells other sweep processes on the same folder were running).
+    ``progress`` controls the per-run progress bars; the grid progress lines are always printed through ``say``.
+    ``wait`` and ``claim_timeout``: see :func:`run_planned`.
     """
     plan = plan_sweep(tasks, methods, shots, seeds, preset, config, overrides, data_root, results_dir, recipes_dir, schedule)
-    return run_planned(plan, progress=progress, say=say)
+    return run_planned(plan, progress=progress, say=say, wait=wait, claim_timeout=claim_timeout)
 
 
 def describe_plan(plan) -> str:
@@ -327,8 +373,11 @@ def describe_plan(plan) -> str:
     lines = []
     for job, cfg in plan:
         run_dir = cfg.run_dir()
+        holder = claims.holder_of(run_dir)
         if res.is_finished(run_dir):
             state = "finished"
+        elif holder is not None:
+            state = f"running ({holder.describe()})"
         elif (run_dir / res.LAST_CKPT).exists():
             state = "partial, will resume"
         else:

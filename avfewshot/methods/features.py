@@ -5,18 +5,49 @@ probe, CoOp / CoCoOp image and audio sides, CLIP-Adapter); methods say which fea
 read through ``Method.cacheable_features``. Entries are keyed by the tower fingerprint
 (architecture + weights + preprocessing) and the clip's decoded-input key (media identity + every
 preprocessing parameter), so any change misses. Written atomically; kept in memory too.
+
+Each ``.pt`` entry holds ``{"format", "crc32", "tensor"}``: the CRC-32 of the tensor's bytes is
+checked on read, so an entry whose bytes changed on disk (or that is not an entry at all) is
+logged once, deleted and recomputed instead of being used.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
 from ..paths import feature_cache_dir
+
+log = logging.getLogger("avfewshot")
+FEATURE_FORMAT = 2  # 2: entries carry a CRC-32 of the tensor bytes (folders of format 1 are never read)
+
+
+def tensor_crc32(value: torch.Tensor) -> int:
+    """CRC-32 of the tensor's raw bytes (any dtype), without a copy when it is contiguous on the CPU."""
+    raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    return zlib.crc32(raw.numpy().data)
+
+
+def pack_entry(value: torch.Tensor) -> Dict[str, object]:
+    return {"format": FEATURE_FORMAT, "crc32": tensor_crc32(value), "tensor": value}
+
+
+def unpack_entry(entry: object) -> torch.Tensor:
+    """The tensor of a loaded entry; ValueError naming what is wrong with it."""
+    if not (isinstance(entry, dict) and entry.get("format") == FEATURE_FORMAT
+            and isinstance(entry.get("tensor"), torch.Tensor)):
+        raise ValueError("not a feature-cache entry of this format")
+    value = entry["tensor"]
+    crc = tensor_crc32(value)
+    if crc != entry.get("crc32"):
+        raise ValueError(f"tensor checksum mismatch (crc32 {crc:08x}, entry says {entry.get('crc32')})")
+    return value
 
 
 class FeatureStore:
@@ -30,7 +61,8 @@ class FeatureStore:
         self.misses = 0
 
     def _folder(self, tower: str) -> Path:
-        digest = hashlib.sha256(self.backbone.fingerprint(tower).encode()).hexdigest()[:20]
+        identity = f"format={FEATURE_FORMAT}|{self.backbone.fingerprint(tower)}"
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
         return self.root / f"{tower}-{digest}"
 
     def _load(self, tower: str, key: str) -> Optional[torch.Tensor]:
@@ -41,8 +73,10 @@ class FeatureStore:
             path = self._folder(tower) / f"{key}.pt"
             if path.exists():
                 try:
-                    value = torch.load(path, weights_only=True, map_location="cpu")
-                except Exception:  # a damaged entry is recomputed, never trusted
+                    value = unpack_entry(torch.load(path, weights_only=True, map_location="cpu"))
+                except Exception as exc:  # a damaged entry is recomputed, never trusted
+                    log.warning("feature cache: %s is corrupt (%s); deleting it and computing it again",
+                                path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                     path.unlink(missing_ok=True)
                     return None
                 self._memory[mem_key] = value
@@ -54,11 +88,18 @@ class FeatureStore:
         if not self.on_disk:
             return
         folder = self._folder(tower)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        torch.save(value, tmp)
-        os.replace(tmp, folder / f"{key}.pt")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key[:16]}-", suffix=".tmp")
+            os.close(fd)
+            try:
+                torch.save(pack_entry(value), tmp)
+                os.replace(tmp, folder / f"{key}.pt")
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except (OSError, RuntimeError) as exc:  # full / read-only folder (torch.save raises RuntimeError)
+            log.warning("feature cache: cannot write %s (%s); continuing without caching it", folder / f"{key}.pt", exc)
 
     def get(self, tower: str, batch: Dict, compute) -> torch.Tensor:
         """(B, T, D) features for the batch; ``compute(batch) -> (B, T, D)`` runs on a miss."""
