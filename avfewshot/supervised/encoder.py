@@ -44,6 +44,7 @@ class EncoderOutputs:
     final_map: torch.Tensor  # (B·T, H, W, C) final-normed last stage
     visual_pool: torch.Tensor  # (B·T, Lv) pooling map of the last V² unit
     audio_pool: torch.Tensor  # (B·T, La)
+    audio_tokens: torch.Tensor  # (B·T, La, Ca) last-stage HTS-AT tokens (no final norm)
 
 
 def stage_shapes(grids, dims) -> Tuple[StreamShape, ...]:
@@ -142,7 +143,7 @@ class AdaptedSwinHTSAT(nn.Module):
         pooled_a = torch.bmm(audio_pool.unsqueeze(1), a).view(b, t, -1)
         grids = self.visual.grids
         maps = [m.view(m.shape[0], grids[i], grids[i], m.shape[-1]) for i, m in enumerate(stage_maps)]
-        return EncoderOutputs(pooled_v, pooled_a, maps, maps[-1], visual_pool, audio_pool)
+        return EncoderOutputs(pooled_v, pooled_a, maps, maps[-1], visual_pool, audio_pool, a)
 
     def _step(self, step: PairedStep, v: torch.Tensor, a: torch.Tensor):
         i, s = step.index, step.visual_stage

@@ -60,7 +60,10 @@ def swin_state_from_file(path: Path, model: nn.Module) -> Dict[str, torch.Tensor
     if not path.is_file():
         raise UserError(f"Swin-V2 checkpoint {path} not found: pass the local in-22k weights file "
                         f"(timm 'swinv2_large_window12_192.ms_in22k', or the released 0.6-layout .pth)")
-    raw = ckpt.unwrap_state_dict(ckpt.read_state_dict(path), path)
+    raw = ckpt.read_state_dict(path)
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):  # the Microsoft / released .pth layout
+        raw = raw["model"]
+    raw = ckpt.unwrap_state_dict(raw, path)
     raw = ckpt.strip_prefix(raw, "module.")
     return timm_swinv2().checkpoint_filter_fn(raw, model)
 
