@@ -3,7 +3,9 @@
 Input side: fc_a (Ca → d), fc_v (Cv → d); a temporal gate (BiLSTMs + 2-layer encoders at d_gate,
 video ×(1 + γ·σ(Linear(audio enc)))); optionally the R(2+1)D-18 clip features (T × 512 from the LLP
 feature release) through fc_st, concatenated with the video and fused back to d. The released model
-gates the audio too but feeds the *ungated* audio to its grouping (``gated_audio=True`` uses the gated).
+computes the gated audio but feeds the *ungated* audio to its grouping, so its video-side gate branch
+(video BiLSTM, video encoder, video gate) gets no gradient; by default the grouping reads the gated
+audio (each stream ×(1 + γ·gate of the other), as described), ``gated_audio=False`` is the released form.
 
 Grouping: per modality 3 attention blocks over [T segments ; 25 class tokens] and a grouping block;
 audio first gets a HAN-style grouping against the T visual segments; then 6 blocks over both class-token
@@ -47,7 +49,7 @@ class MGNConfig:
     gate_ffn: int = 1024
     temporal_gamma: float = 0.05
     st_features: bool = False  # R(2+1)D-18 input (needs batch["st_features"], (B, T, 512))
-    gated_audio: bool = False  # False: the grouping reads the ungated audio, as released
+    gated_audio: bool = True  # False (parity): the grouping reads the ungated audio, as released
     visual_smoothing: float = 0.9  # p_v target = s·y + (1 − s)/2
 
 
