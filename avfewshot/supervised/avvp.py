@@ -168,3 +168,14 @@ def evaluate_avvp(model: SupervisedAVVP, batches, threshold: float = metrics.AVV
         flat.update({f"{prefix}_{name}": value for name, value in values.items()})
     flat["num_clips"] = int(sum(len(p) for p in pred_a))
     return flat
+
+
+def majority_avvp_scores(train_labels: np.ndarray, dense_audio: np.ndarray, dense_visual: np.ndarray) -> Dict[str, float]:
+    """AVVP F-scores (percent) of predicting the most frequent training label in every second of both
+    streams; dense_* are (N, T, C) 0/1 ground truth."""
+    majority = int(np.asarray(train_labels).sum(axis=0).argmax())
+    n, t, c = dense_audio.shape
+    pred = np.zeros((n, c, t), dtype=np.int64)
+    pred[:, majority, :] = 1
+    result = metrics.avvp_segment_and_event_f(pred, pred, np.swapaxes(dense_audio, 1, 2), np.swapaxes(dense_visual, 1, 2))
+    return {f"{level.split('_')[0]}_{k}": v for level, values in result.as_dict().items() for k, v in values.items()}
