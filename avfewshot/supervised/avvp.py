@@ -170,12 +170,23 @@ def evaluate_avvp(model: SupervisedAVVP, batches, threshold: float = metrics.AVV
     return flat
 
 
-def majority_avvp_scores(train_labels: np.ndarray, dense_audio: np.ndarray, dense_visual: np.ndarray) -> Dict[str, float]:
-    """AVVP F-scores (percent) of predicting the most frequent training label in every second of both
-    streams; dense_* are (N, T, C) 0/1 ground truth."""
+def trivial_avvp_baselines(train_labels: np.ndarray, dense_audio: np.ndarray,
+                           dense_visual: np.ndarray) -> Dict[str, Dict[str, float]]:
+    """AVVP F-scores (percent) of two trivial predictors; dense_* are (N, T, C) 0/1 ground truth.
+
+    ``majority``: the most frequent training label in every second of both streams. ``empty``: no event
+    at all, which the official per-clip F rule scores 1 on every clip without a ground-truth event of a
+    kind (e.g. the audio-visual F of clips whose events never coincide), so it is not 0.
+    """
     majority = int(np.asarray(train_labels).sum(axis=0).argmax())
     n, t, c = dense_audio.shape
-    pred = np.zeros((n, c, t), dtype=np.int64)
-    pred[:, majority, :] = 1
-    result = metrics.avvp_segment_and_event_f(pred, pred, np.swapaxes(dense_audio, 1, 2), np.swapaxes(dense_visual, 1, 2))
-    return {f"{level.split('_')[0]}_{k}": v for level, values in result.as_dict().items() for k, v in values.items()}
+    gt_a, gt_v = np.swapaxes(dense_audio, 1, 2), np.swapaxes(dense_visual, 1, 2)
+    out = {}
+    for name in ("majority", "empty"):
+        pred = np.zeros((n, c, t), dtype=np.int64)
+        if name == "majority":
+            pred[:, majority, :] = 1
+        result = metrics.avvp_segment_and_event_f(pred, pred, gt_a, gt_v)
+        out[name] = {f"{level.split('_')[0]}_{k}": v for level, values in result.as_dict().items()
+                     for k, v in values.items()}
+    return out
