@@ -40,7 +40,8 @@ def _batch(task: str, model):
     return batch
 
 
-def child(task: str, repeats: int) -> Dict[str, object]:
+def child(task: str, repeats: int, size: str = "real") -> Dict[str, object]:
+    """The measurement (in its own process); ``size="tiny"`` checks the code path in seconds."""
     from ..runtime import configure
 
     configure()
@@ -55,8 +56,8 @@ def child(task: str, repeats: int) -> Dict[str, object]:
     peak = matmul_peak()
     torch.manual_seed(0)
     started = time.perf_counter()
-    model = (SupervisedAVE(SupervisedAVEConfig(segments=SEGMENTS)) if task == "ave"
-             else SupervisedAVVP(SupervisedAVVPConfig(segments=SEGMENTS)))
+    model = (SupervisedAVE(SupervisedAVEConfig(size=size, segments=SEGMENTS)) if task == "ave"
+             else SupervisedAVVP(SupervisedAVVPConfig(size=size, segments=SEGMENTS)))
     build_seconds = time.perf_counter() - started
     batch = _batch(task, model)
     params = model.trainable_parameters()
@@ -91,7 +92,8 @@ def child(task: str, repeats: int) -> Dict[str, object]:
     peak = max(peak, matmul_peak())
     seconds = statistics.median(times)
     return {
-        "benchmark": "supervised", "task": task, "batch": f"1 video x {SEGMENTS} segments, random weights",
+        "benchmark": "supervised", "task": task, "size": size,
+        "batch": f"1 video x {SEGMENTS} segments, random weights",
         "threads": torch.get_num_threads(), "parameters": parameter_totals(model),
         "build_seconds": round(build_seconds, 1), "step_seconds_each": [round(x, 1) for x in times],
         "step_seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1), "peak_rss_gb": round(rss, 2),
