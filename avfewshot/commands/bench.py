@@ -8,6 +8,7 @@ BENCHMARKS = {
     "zeroshot": "zero-shot evaluation throughput on the demo and time outside the encoders",
     "dgsct": "real-size DG-SCT training step time, peak memory and achieved GFLOP/s",
     "baselines": "CoOp / CLIP-Adapter epoch time with and without the feature cache; CoCoOp truncation",
+    "supervised": "real-size supervised AVE / AVVP training step (B=1, T=2): time, peak memory, FLOPs",
 }
 
 
@@ -19,6 +20,7 @@ def add_commands(sub) -> None:
     p.add_argument("--variants", nargs="+", default=None, metavar="LABEL",
                    help="dgsct only: measure these variants (default: all; plain, tcmalloc, lean)")
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--task", default=None, choices=("ave", "avvp"), help="supervised only: which runner (default ave)")
     p.set_defaults(func=_run)
 
 
