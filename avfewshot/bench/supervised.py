@@ -7,7 +7,7 @@ step, ``--repeats`` timed steps (forward, loss, backward, Adam), one eval forwar
 FLOPs of one step (``torch.utils.flop_counter``).
 
 The released code's step cannot be built here: it needs timm 0.6.12, which does not import on Python
-3.11, plus CUDA-only calls. Its cost is compared by FLOPs instead: supervised.md §7 measured 1,089
+3.11, plus CUDA-only calls. Its cost is compared by FLOPs instead: docs/supervised.md §7 measured 1,089
 forward GFLOPs and 2,537 forward + backward GFLOPs per 10-segment AVE video, i.e. per segment 108.9 and
 253.7 (the units, towers and the 10-s audio tiling all scale with the segments; the head is negligible).
 """
@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict
 
-#: released per-segment cost of the AVE model (supervised.md §7: 1,089 / 2,537 GFLOPs per 10-segment video)
+#: released per-segment cost of the AVE model (docs/supervised.md §7: 1,089 / 2,537 GFLOPs per 10-segment video)
 RELEASED_GFLOP_PER_SEGMENT = {"forward": 108.9, "train_step": 253.7}
 SEGMENTS = 2
 

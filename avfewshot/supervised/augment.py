@@ -1,6 +1,6 @@
 """Explicit audio augmentation of the supervised runners: SpecAugment and mixup.
 
-The released runners augment because their "frozen" HTS-AT runs in train mode (supervised.md §6.3):
+The released runners augment because their "frozen" HTS-AT runs in train mode (docs/supervised.md §6, row 6.3):
 SpecAugment always, and for AVVP / AVS / AVQA a per-segment mixup whose labels stay unmixed (§6.2).
 Here both are options that act only while the adapted model trains:
 

@@ -4,7 +4,7 @@ Batch contract (``AVClipDataset`` items stacked by ``collate_clips``): ``frames`
 ImageNet-normalised at the backbone's size, ``audio`` (B, T, S) at its rate, ``segment_labels``
 (B, T) with background = 28.
 
-Fixed by default (supervised.md §6), released behaviour behind a flag:
+Fixed by default (docs/supervised.md §6), released behaviour behind a flag:
 * BCE on av_gate reads it as a probability (``double_sigmoid=True``: BCE-with-logits, as released);
 * frozen backbones in eval mode; SpecAugment only with ``spec_augment=True`` (AVE had no mixup);
 * model selection on AVE's validation split (the recipe's ``selection_split``; "test" only as an

@@ -4,7 +4,7 @@ Batch contract: ``frames`` (B, T, 3, H, W), ``audio`` (B, T, S), ``labels`` (B, 
 ``st_features`` (B, T, 512) when the R(2+1)D-18 input is on (``load_st_features``); for evaluation the
 dense per-second ground truth ``dense_audio`` / ``dense_visual`` (B, T, 25) (``DenseLabels`` adds them).
 
-Fixed by default (supervised.md §6), released behaviour behind a flag:
+Fixed by default (docs/supervised.md §6), released behaviour behind a flag:
 * mixup, when on, mixes the targets with the same λ (``augment.mixup="mixed_targets"``);
   ``augment.mixup="official"`` blends per segment and leaves the labels unmixed, as released;
 * frozen backbones in eval mode; SpecAugment only with ``augment.spec_augment=True``;

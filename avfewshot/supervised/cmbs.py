@@ -1,4 +1,4 @@
-"""The CMBS head of the supervised AVE runner (supervised.md §1), its losses and its segment predictions.
+"""The CMBS head of the supervised AVE runner (docs/supervised.md §1), its losses and its segment predictions.
 
 Temporal module: audio Linear (no activation), video Linear + ReLU + dropout; a BiLSTM per stream;
 a 2-layer encoder per stream; two cross decoders (each stream queries [other memory ; itself]);

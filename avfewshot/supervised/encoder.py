@@ -1,4 +1,4 @@
-"""The adapted supervised encoder: DG-SCT units between a frozen Swin-V2 and a frozen HTS-AT (supervised.md §0).
+"""The adapted supervised encoder: DG-SCT units between a frozen Swin-V2 and a frozen HTS-AT (docs/supervised.md §0).
 
 The pairing is data (``adapters/pairing.every_kth``, schedule ``block_input``): per stage, visual block
 (i+1)·k-1 pairs with audio block i, k = visual depth / audio depth (Swin-V2-L 2/2/18/2 with HTS-AT

@@ -5,7 +5,7 @@ imported), with random weights or the AudioSet checkpoint ``HTSAT_AudioSet_Saved
 DG-SCT release (a Lightning file: ``state_dict`` with every key prefixed ``sed_model.``; the STFT and
 mel tensors are part of it).
 
-Front end, as released (supervised.md §0): each 1-s segment is tiled to ``clip_seconds`` (10 s at real
+Front end, as released (docs/supervised.md §0): each 1-s segment is tiled to ``clip_seconds`` (10 s at real
 size), STFT, log-mel, ``bn0`` over the mel bins; then (train mode of the adapters only, and only when
 asked) SpecAugment and mixup; then bicubic resize of time and the fold into a square canvas
 (``reshape_wav2img``), 4x4 patches + LN. The tower itself always runs in eval mode: ``bn0`` keeps its

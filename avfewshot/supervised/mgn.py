@@ -1,4 +1,4 @@
-"""The MGN head of the supervised AVVP runner (supervised.md §2) and its losses.
+"""The MGN head of the supervised AVVP runner (docs/supervised.md §2) and its losses.
 
 Input side: fc_a (Ca → d), fc_v (Cv → d); a temporal gate (BiLSTMs + 2-layer encoders at d_gate,
 video ×(1 + γ·σ(Linear(audio enc)))); optionally the R(2+1)D-18 clip features (T × 512 from the LLP

@@ -1,6 +1,6 @@
 """Presets of the supervised runners, as data: per-task DG-SCT unit settings and backbone sizes.
 
-``UNIT_PRESETS`` is the per-task table of supervised.md §0 as released (AVE, AVVP, S4, MS3, AVQA).
+``UNIT_PRESETS`` is the per-task table of docs/supervised.md §0 as released (AVE, AVVP, S4, MS3, AVQA).
 The encoder builds the AVE and AVVP columns; the AVS / AVQA columns are kept here so the table is
 complete, and ``check_buildable`` names what the shared DG-SCT unit cannot express for them yet
 (bicubic "interp" alignment, gate before the post-LN).
