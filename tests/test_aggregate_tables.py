@@ -8,6 +8,7 @@ Regenerate only on a deliberate format change: ``python tests/test_aggregate_tab
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -79,6 +80,52 @@ def test_tables_match_the_pre_pandas_output(tmp_path, kind, metric, ci95):
     csv_path, md_path = agg.write_tables(agg.aggregate(root, metric), tmp_path / "out" / "table.md", ci95)
     assert (csv_path.name, md_path.name) == ("table.csv", "table.md")
     assert csv_path.read_text() == csv_text and md_path.read_text() == md_text
+
+
+def test_no_finished_run_gives_the_empty_tables(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / res.METRICS_FILE).write_text("{")
+    _write(tmp_path, "ave", "coop", 1, 1, {"f1": 2.0})  # lacks the main metric
+    table = agg.aggregate(tmp_path)
+    assert table.rows == [] and len(table.problems) == 2 and not table.demo
+    assert agg.table_csv(table, ci95=True) == "task,method,shots,n_seeds,seeds,metric,mean,std,ci95\n"
+    assert agg.table_markdown(table).endswith(
+        "| task | method | shots | seeds | accuracy (%) |\n|---|---|---:|---:|---:|\n\n(no finished runs)\n\n"
+        "2 result file(s) were ignored; see the output of `avfewshot aggregate`.\n")
+
+
+def test_frame_holds_the_unrounded_statistics(tmp_path):
+    root = build_fixture(tmp_path / "results", "multi")
+    table = agg.aggregate(root)
+    frame = table.frame
+    assert list(frame.columns[:8]) == ["task", "preset", "method", "shots", "n_seeds", "seeds", "metric", "mean"]
+    assert len(frame) == len(table.rows)
+    official = frame[(frame.preset == "dgsct-official")].iloc[0]
+    values = [70.125, 71.875, 2.675]
+    assert official["mean"] == np.mean(values) and official["std"] == np.std(values, ddof=0)
+    assert official["ci95"] == pytest.approx(1.96 * np.std(values) / math.sqrt(3))
+    assert official["seeds"] == "1 2 3" and official["n_seeds"] == 3
+    assert official["hit_rate_mean"] == pytest.approx(np.mean(values) / 2)
+    for row, (_, rec) in zip(table.rows, frame.iterrows()):
+        assert (row.task, row.preset, row.method, row.shots, row.main.n) == (
+            rec.task, rec.preset, rec.method, rec.shots, rec.n_seeds)
+        assert row.main.mean == rec["mean"] and row.main.std == rec["std"]
+
+
+def test_load_results_as_frame(tmp_path):
+    from avfewshot.api import load_results
+
+    root = build_fixture(tmp_path / "results", "single")
+    (root / "paper" / "ave" / "coop" / "shot2" / "seed1" / res.METRICS_FILE).unlink()  # load_results reads every file
+    records = load_results(root)
+    frame = load_results(root, as_frame=True)
+    assert len(frame) == len(records) > 10
+    assert {"task", "method", "shots", "seed", "run_dir", "test.accuracy", "test.hit_rate"} <= set(frame.columns)
+    first = records[0]
+    assert frame.iloc[0]["test.accuracy"] == first["test"]["accuracy"] and frame.iloc[0]["run_dir"] == first["run_dir"]
+    assert frame["test.hit_rate"].isna().sum() == sum("hit_rate" not in r["test"] for r in records)
+    empty = load_results(tmp_path / "nothing", as_frame=True)
+    assert len(empty) == 0
 
 
 def _regenerate() -> None:
