@@ -143,6 +143,7 @@ def test_setup_env_installs_no_system_package_unasked_and_is_idempotent(fake_set
 def _copy_sources(dest: Path) -> Path:
     """Only what a build reads (a clean tree: nothing from the checkout's build/ or egg-info leaks in)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    dest.mkdir(parents=True)
     for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / "avfewshot", dest / "avfewshot", ignore=ignore)
