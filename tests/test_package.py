@@ -158,28 +158,61 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
     return out
 
 
+def _fresh_venv(venv: Path) -> Path:
+    """A venv without pip whose site-packages reuses this interpreter's (a .pth file: no second torch download);
+    returns its site-packages folder."""
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
+    site = Path(_run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_avfewshot_test_base.pth").write_text("\n".join(sorted(here)) + "\n")
+    return site
+
+
+def _pip_into(venv: Path, *args: str) -> None:
+    """pip of this interpreter installing into ``venv``, from local files only."""
+    _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index",
+          "--ignore-installed", "-q", *args], timeout=300)
+
+
+def _clean_env(root: Path, venv: Path) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "AVFEWSHOT_PROMPTS", "AVFEWSHOT_RUNNERS", "VIRTUAL_ENV")}
+    env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", AVFEWSHOT_CACHE=str(root / "cache"),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def _where(venv: Path, cwd: Path, env: dict) -> list:
+    """Where the venv's interpreter, started in ``cwd``, finds the package, the prompts and the DG-SCT demo recipe."""
+    return _run([str(venv / "bin" / "python"), "-c",
+                 "import avfewshot, avfewshot.paths as p; print(avfewshot.__file__); print(p.prompts_dir()); "
+                 "print(p.demo_recipe('dgsct'))"], cwd=cwd, env=env).stdout.split()
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """Build the wheel, make a fresh venv that reuses this interpreter's packages through a .pth file
-    (no second torch download), and install the wheel into it from the file alone (--no-index)."""
+    """Build the wheel and install it into a fresh venv from the file alone (--no-index)."""
     root = tmp_path_factory.mktemp("package")
     src = _copy_sources(root / "src")
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "dist"), str(src)],
          timeout=300)
     wheel = next((root / "dist").glob("avfewshot-*.whl"))
     venv = root / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
-    python = venv / "bin" / "python"
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "_avfewshot_test_base.pth").write_text("\n".join(sorted(here)) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--ignore-installed",
-          "-q", str(wheel)], timeout=300)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "AVFEWSHOT_PROMPTS", "AVFEWSHOT_RUNNERS", "VIRTUAL_ENV")}
-    env.update(PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", AVFEWSHOT_CACHE=str(root / "cache"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return {"wheel": wheel, "venv": venv, "site": site, "env": env, "root": root}
+    site = _fresh_venv(venv)
+    _pip_into(venv, str(wheel))
+    return {"wheel": wheel, "venv": venv, "site": site, "env": _clean_env(root, venv), "root": root}
+
+
+@pytest.mark.slow
+def test_editable_install_reads_the_checkout_folders(tmp_path):
+    """What scripts/setup_env.sh does (pip install -e): the data files stay in the checkout's folders."""
+    src = _copy_sources(tmp_path / "checkout")
+    venv = tmp_path / "venv"
+    _fresh_venv(venv)
+    _pip_into(venv, "--no-build-isolation", "-e", str(src))
+    (tmp_path / "elsewhere").mkdir()
+    assert _where(venv, tmp_path / "elsewhere", _clean_env(tmp_path, venv)) == [
+        str(src / "avfewshot" / "__init__.py"), str(src / "prompts"), str(src / "runners" / "demo" / "dgsct.yaml")]
 
 
 @pytest.mark.slow
@@ -197,11 +230,8 @@ def _run_job(installed, tmp_path, method: str):
     work = tmp_path / "empty"
     work.mkdir()
     env = {**installed["env"], "AVFEWSHOT_CACHE": str(tmp_path / "cache")}
-    where = _run([str(installed["venv"] / "bin" / "python"), "-c",
-                  "import avfewshot, avfewshot.paths as p; print(avfewshot.__file__); print(p.prompts_dir()); "
-                  "print(p.demo_recipe('dgsct'))"], cwd=work, env=env).stdout.split()
     package = installed["site"] / "avfewshot"
-    assert where == [str(package / "__init__.py"), str(package / "_resources" / "prompts"),
+    assert _where(installed["venv"], work, env) == [str(package / "__init__.py"), str(package / "_resources" / "prompts"),
                      str(package / "_resources" / "demo_recipes" / "dgsct.yaml")]  # the wheel, not the checkout
     command = shutil.which("avfewshot", path=env["PATH"])
     assert command == str(installed["venv"] / "bin" / "avfewshot")
