@@ -35,8 +35,9 @@ def run(config=None, overrides=None, force: bool = False, progress: bool = True,
     return run_experiment(cfg, force=force, progress=progress)
 
 
-def load_results(results_dir: Union[str, Path] = "results") -> List[Dict]:
-    """Every finished run's metrics.json under ``results_dir``, with its folder as ``run_dir``."""
+def load_results(results_dir: Union[str, Path] = "results", as_frame: bool = False):
+    """Every finished run's metrics.json under ``results_dir``, with its folder as ``run_dir``: a list of
+    dicts, or with ``as_frame=True`` a pandas DataFrame with nested keys flattened (``test.accuracy``)."""
     from .engine.results import METRICS_FILE, read_json
 
     out = []
@@ -45,6 +46,10 @@ def load_results(results_dir: Union[str, Path] = "results") -> List[Dict]:
         if data:
             data["run_dir"] = str(path.parent)
             out.append(data)
+    if as_frame:
+        import pandas as pd
+
+        return pd.json_normalize(out)
     return out
 
 

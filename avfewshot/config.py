@@ -16,7 +16,7 @@ import yaml
 from .encoders.config import ModelConfig
 from .errors import UserError
 from .fields import bounded, choice  # noqa: F401  (re-exported: method configs use them)
-from .paths import runners_dir
+from .paths import demo_recipe as find_demo_recipe
 
 
 @dataclass
@@ -310,8 +310,8 @@ def resolve_config(
     layers.append(recipe_layer)
     if demo:
         method = explicit.get("method", recipe_layer.get("method", RunConfig.method))
-        demo_recipe = runners_dir() / "demo" / f"{method}.yaml"
-        if demo_recipe.exists():  # the demo's tiny random towers want their own learning rates
+        demo_recipe = find_demo_recipe(method)
+        if demo_recipe is not None:  # the demo's tiny random towers want their own learning rates
             layers.append(load_recipe(demo_recipe))
     layers.append(explicit)
     cfg = RunConfig()

@@ -1,4 +1,5 @@
-"""Prompt templates and class-name files, read from the project's ``prompts/`` folder (data, not code)."""
+"""Prompt templates and class-name files (data, not code), read from ``paths.prompts_dir()``: the copy shipped
+in the wheel, the checkout's ``prompts/`` folder, or ``$AVFEWSHOT_PROMPTS``."""
 from __future__ import annotations
 
 from functools import lru_cache

@@ -20,24 +20,32 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing the pinned torch stack (first time only: large download)"
   pip install -q torch==2.9.1 torchvision==0.24.1
   pip install -q torch==2.9.1 'torchaudio==2.9.*'
-  pip install -q -r "$here/requirements.txt"
+  pip install -q -r "$here/requirements.txt"  # = setup.cfg's install_requires + the [dev] extra
   # laion-clap's metadata pins numpy<2 and pulls wandb/wget; its model code needs only what requirements.txt lists.
   pip install -q --no-deps laion-clap==1.1.7
   echo "$want" > "$stamp"
 else
   echo "[setup] reusing $venv"
 fi
-pip install -q --no-deps --no-build-isolation -e "$here" 2>/dev/null || pip install -q --no-deps -e "$here"
+# The package itself, editable (prompts/ and runners/demo/ are read from the checkout); redone only when
+# the checkout or its build files change.
+editable="$here; $(cat "$here/setup.py" "$here/setup.cfg" "$here/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ "$(cat "$venv/.avfewshot-editable" 2>/dev/null)" != "$editable" ]; then
+  pip install -q --no-deps --no-build-isolation -e "$here" 2>/dev/null || pip install -q --no-deps -e "$here"
+  echo "$editable" > "$venv/.avfewshot-editable"
+fi
 # Optional: tcmalloc (AVFEWSHOT_ALLOCATOR=tcmalloc, the faster allocator for training; README "Measured").
-# Installed where the Debian package manager can be used; nothing fails without it.
+# No system package is installed unasked: AVFEWSHOT_INSTALL_SYSTEM=1 installs it with apt-get (as root);
+# otherwise the install line is printed. Nothing fails without it.
 if ! ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "[setup] installing libtcmalloc-minimal4 (optional allocator)"
+  if [ "${AVFEWSHOT_INSTALL_SYSTEM:-0}" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing libtcmalloc-minimal4 (optional allocator; AVFEWSHOT_INSTALL_SYSTEM=1)"
     apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 \
       || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1) \
       || echo "[setup] libtcmalloc-minimal4 not installed (optional; AVFEWSHOT_ALLOCATOR=tcmalloc will say so)"
   else
-    echo "[setup] optional: install libtcmalloc-minimal4 for AVFEWSHOT_ALLOCATOR=tcmalloc"
+    echo "[setup] optional, for AVFEWSHOT_ALLOCATOR=tcmalloc: sudo apt-get install libtcmalloc-minimal4" \
+         "(or rerun with AVFEWSHOT_INSTALL_SYSTEM=1 as root)"
   fi
 fi
 echo "[setup] ready: $venv"

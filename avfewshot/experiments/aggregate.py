@@ -1,4 +1,5 @@
-"""Mean +- std over seeds from the per-run ``metrics.json`` files: one row per (task, method, shots).
+"""Mean +- std over seeds from the per-run ``metrics.json`` files: one row per (task, method, shots),
+built as a pandas DataFrame (``Table.frame``) from which the CSV and Markdown tables are written.
 
 Statistics follow CoOp's ``parse_test_res.py``: the spread is ``np.std`` with ddof 0 (the
 population std over the seeds that ran), and the optional 95 % interval half-width is
@@ -11,8 +12,6 @@ not result files and are not read.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pandas as pd
 
 from ..outputs import check_output_file, write_text_atomic
 from ..engine.results import METRICS_FILE
@@ -113,6 +113,10 @@ def collect_runs(results_dir: PathLike) -> Collected:
 
 
 # -- statistics -------------------------------------------------------------------------------
+KEY = ["task", "preset", "method", "shots"]
+TEST_PREFIX = "test."  # metric columns of runs_frame, named as in ``avfewshot.load_results(as_frame=True)``
+
+
 @dataclass(frozen=True)
 class Stat:
     mean: float
@@ -128,6 +132,20 @@ class Stat:
 def summarise(values: Sequence[float]) -> Stat:
     arr = np.asarray(values, dtype=np.float64)
     return Stat(float(arr.mean()), float(arr.std(ddof=0)), int(arr.size))
+
+
+def _mean(values: pd.Series) -> float:
+    arr = values.dropna().to_numpy(np.float64)
+    return float(arr.mean()) if arr.size else math.nan
+
+
+def _std(values: pd.Series) -> float:
+    arr = values.dropna().to_numpy(np.float64)
+    return float(arr.std(ddof=0)) if arr.size else math.nan
+
+
+def _join_seeds(seeds: pd.Series) -> str:
+    return " ".join(str(int(s)) for s in seeds)
 
 
 @dataclass
@@ -148,53 +166,92 @@ class Row:
 
 @dataclass
 class Table:
+    """The aggregated table. ``frame`` holds it (one row per task/preset/method/shots, unrounded):
+    columns ``task preset method shots n_seeds seeds metric mean std ci95``, then ``<name>_mean``,
+    ``<name>_std`` and ``<name>_n`` per secondary metric, then ``demo``."""
+
     metric: str
-    rows: List[Row]
+    frame: pd.DataFrame
     problems: List[str]
+    secondary_names: List[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> List[Row]:
+        out = []
+        for rec in self.frame.to_dict("records"):
+            secondary = {name: Stat(rec[f"{name}_mean"], rec[f"{name}_std"], int(rec[f"{name}_n"]))
+                         for name in self.secondary_names if rec[f"{name}_n"] > 0}
+            out.append(Row(task=rec["task"], preset=rec["preset"], method=rec["method"], shots=int(rec["shots"]),
+                           seeds=[int(s) for s in rec["seeds"].split()],
+                           main=Stat(rec["mean"], rec["std"], int(rec["n_seeds"])),
+                           secondary=secondary, demo=bool(rec["demo"])))
+        return out
 
     @property
     def presets(self) -> List[str]:
-        return sorted({r.preset for r in self.rows})
+        return sorted(set(self.frame["preset"]))
 
     @property
     def show_preset(self) -> bool:
         return len(self.presets) > 1
 
     @property
-    def secondary_names(self) -> List[str]:
-        return sorted({name for r in self.rows for name in r.secondary})
-
-    @property
     def demo(self) -> bool:
-        return any(r.demo for r in self.rows)
+        return bool(self.frame["demo"].any())
+
+
+def runs_frame(runs: Sequence[RunResult]) -> pd.DataFrame:
+    """One row per run: task, preset, method, shots, seed, demo and a ``test.<name>`` column per test
+    metric (NaN where a run lacks it)."""
+    records = [{"task": r.task, "preset": r.preset, "method": r.method, "shots": r.shots, "seed": r.seed, "demo": r.demo,
+                **{TEST_PREFIX + k: v for k, v in r.test.items() if k not in NOT_METRICS}} for r in runs]
+    frame = pd.DataFrame.from_records(records, columns=None if records else KEY + ["seed", "demo"])
+    return frame.astype({"shots": "int64", "seed": "int64", "demo": "bool"})
+
+
+def _summary_columns(metric: str, names: Sequence[str]) -> List[str]:
+    cols = KEY + ["n_seeds", "seeds", "metric", "mean", "std", "ci95"]
+    return cols + [f"{n}_{s}" for n in names for s in ("mean", "std", "n")] + ["demo"]
+
+
+def summary_frame(runs: pd.DataFrame, metric: str) -> Tuple[pd.DataFrame, List[str]]:
+    """Group a runs_frame holding ``metric`` in every row by (task, preset, method, shots); mean, np.std
+    (ddof 0) and the CI95 half-width of the metric, mean/std/count of every other metric."""
+    main = TEST_PREFIX + metric
+    names = sorted(c[len(TEST_PREFIX):] for c in runs.columns if c.startswith(TEST_PREFIX) and c != main)
+    if runs.empty:
+        return pd.DataFrame(columns=_summary_columns(metric, names)), names
+    # seed order inside a group fixes the order of the sums, so the statistics match summarise() bit for bit
+    grouped = runs.sort_values(KEY + ["seed"], kind="stable").groupby(KEY, sort=True)
+    frame = grouped.agg(n_seeds=("seed", "size"), seeds=("seed", _join_seeds), mean=(main, _mean), std=(main, _std))
+    frame.insert(2, "metric", metric)
+    frame["ci95"] = CI95_Z * frame["std"] / np.sqrt(frame["n_seeds"])
+    for name in names:
+        col = TEST_PREFIX + name
+        frame[f"{name}_mean"] = grouped[col].agg(_mean)
+        frame[f"{name}_std"] = grouped[col].agg(_std)
+        frame[f"{name}_n"] = grouped[col].count()
+    frame["demo"] = grouped["demo"].any()
+    return frame.reset_index()[_summary_columns(metric, names)], names
 
 
 def aggregate_runs(runs: Sequence[RunResult], metric: str = "accuracy", problems: Optional[List[str]] = None) -> Table:
     """Group runs by (task, preset, method, shots); runs without ``metric`` are reported and left out."""
     problems = list(problems or [])
-    groups: Dict[Tuple[str, str, str, int], List[RunResult]] = {}
+    kept = []
     for run in runs:
         if metric not in run.test:
             valid = ", ".join(sorted(set(run.test) - NOT_METRICS)) or "none"
             problems.append(f"{run.path}: no test metric {metric!r} (it has: {valid}) (ignored)")
             continue
-        groups.setdefault(run.key, []).append(run)
-    rows = []
-    for (task, preset, method, shots), members in sorted(groups.items()):
-        members = sorted(members, key=lambda r: r.seed)
-        names = sorted({k for r in members for k in r.test} - NOT_METRICS - {metric})
-        secondary = {n: summarise([r.test[n] for r in members if n in r.test]) for n in names}
-        rows.append(Row(
-            task=task, preset=preset, method=method, shots=shots,
-            seeds=[r.seed for r in members],
-            main=summarise([r.test[metric] for r in members]),
-            secondary=secondary,
-            demo=any(r.demo for r in members),
-        ))
-    return Table(metric=metric, rows=rows, problems=problems)
+        kept.append(run)
+    frame, names = summary_frame(runs_frame(kept), metric)
+    present = [n for n in names if (frame[f"{n}_n"] > 0).any()]
+    return Table(metric=metric, frame=frame, problems=problems, secondary_names=present)
 
 
 def aggregate(results_dir: PathLike = "results", metric: str = "accuracy") -> Table:
+    """The table of every finished run below ``results_dir``; ``.frame`` is its DataFrame."""
     collected = collect_runs(results_dir)
     return aggregate_runs(collected.runs, metric, collected.problems)
 
@@ -204,35 +261,33 @@ def _num(x: float, digits: int = 4) -> str:
     return "" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
-def table_csv(table: Table, ci95: bool = False) -> str:
-    header = ["task"] + (["preset"] if table.show_preset else []) + ["method", "shots", "n_seeds", "seeds", "metric", "mean", "std"]
-    header += ["ci95"] if ci95 else []
-    for name in table.secondary_names:
-        header += [f"{name}_mean", f"{name}_std"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for r in table.rows:
-        line = [r.task] + ([r.preset] if table.show_preset else [])
-        line += [r.method, r.shots, r.main.n, " ".join(map(str, r.seeds)), table.metric, _num(r.main.mean), _num(r.main.std)]
-        line += [_num(r.main.ci95)] if ci95 else []
-        for name in table.secondary_names:
-            s = r.secondary.get(name)
-            line += [_num(s.mean), _num(s.std)] if s else ["", ""]
-        writer.writerow(line)
-    return buf.getvalue()
-
-
-def _pm(stat: Stat) -> str:
-    return f"{stat.mean:.2f} ± {stat.std:.2f}"
+def _pm(mean: float, std: float) -> str:
+    return "" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
 
 
 def shots_label(shots: int) -> str:
     return "0 (zero-shot)" if shots == 0 else str(shots)
 
 
+def table_csv(table: Table, ci95: bool = False) -> str:
+    cols = ["task"] + (["preset"] if table.show_preset else []) + ["method", "shots", "n_seeds", "seeds", "metric", "mean", "std"]
+    cols += ["ci95"] if ci95 else []
+    cols += [f"{name}_{s}" for name in table.secondary_names for s in ("mean", "std")]
+    out = table.frame[cols].copy()
+    for col in cols:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].map(_num)
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def _markdown_grid(header: List[str], align: List[str], cells: pd.DataFrame) -> List[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False, name=None)]
+    return lines
+
+
 def table_markdown(table: Table, ci95: bool = False) -> str:
-    metric = table.metric
+    metric, frame = table.metric, table.frame
     lines = [
         f"Test {metric} (%): mean ± std over seeds (np.std with ddof 0, as CoOp's parse_test_res)"
         + ("; 95% CI = ±1.96·std/√n." if ci95 else "."),
@@ -241,25 +296,20 @@ def table_markdown(table: Table, ci95: bool = False) -> str:
         lines.append("")
         lines.append("**Synthetic demo data with tiny random encoders: these numbers only show that the pipeline works.**")
     lines.append("")
-    header = ["task"] + (["preset"] if table.show_preset else []) + ["method", "shots", "seeds", f"{metric} (%)"]
-    align = ["---"] * (2 + table.show_preset) + ["---:", "---:", "---:"]
+    cells = pd.DataFrame({"task": frame["task"]})
+    if table.show_preset:
+        cells["preset"] = frame["preset"]
+    cells["method"] = frame["method"]
+    cells["shots"] = frame["shots"].map(shots_label)
+    cells["seeds"] = frame["n_seeds"].map(str)
+    cells[f"{metric} (%)"] = [_pm(m, s) for m, s in zip(frame["mean"], frame["std"])]
     if ci95:
-        header.append("95% CI")
-        align.append("---:")
+        cells["95% CI"] = frame["ci95"].map(lambda x: f"± {x:.2f}")
     for name in table.secondary_names:
-        header.append(f"{name} (%)")
-        align.append("---:")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(align) + "|")
-    for r in table.rows:
-        cells = [r.task] + ([r.preset] if table.show_preset else []) + [r.method, shots_label(r.shots), str(r.main.n), _pm(r.main)]
-        if ci95:
-            cells.append(f"± {r.main.ci95:.2f}")
-        for name in table.secondary_names:
-            s = r.secondary.get(name)
-            cells.append(_pm(s) if s else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    if not table.rows:
+        cells[f"{name} (%)"] = [_pm(m, s) for m, s in zip(frame[f"{name}_mean"], frame[f"{name}_std"])]
+    align = ["---"] * (2 + table.show_preset) + ["---:"] * (len(cells.columns) - 2 - table.show_preset)
+    lines += _markdown_grid(list(cells.columns), align, cells.astype(str))
+    if frame.empty:
         lines.append("")
         lines.append("(no finished runs)")
     if table.problems:
