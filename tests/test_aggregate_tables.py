@@ -7,7 +7,6 @@ Regenerate only on a deliberate format change: ``python tests/test_aggregate_tab
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
