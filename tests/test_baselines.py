@@ -250,8 +250,8 @@ def test_maple_official_projection_init_copies_one_linear(backbone, task, names)
 
 
 def test_maple_recipe_uses_the_official_projection_init():
-    from avfewshot.api import make_config
+    from avfewshot.engine.build import resolve_run_config
     from avfewshot.paths import runners_dir
 
-    cfg = make_config(method="maple", config=runners_dir() / "maple.yaml", overrides=["data.root=/nonexistent"])
+    cfg = resolve_run_config(runners_dir() / "maple.yaml", method="maple", demo_layers=False)
     assert cfg.method_args["projection_init"] == "official"

@@ -98,7 +98,8 @@ def test_cli_options_are_applied_by_the_command_only(monkeypatch):
     from avfewshot.runtime import apply_cli_options
 
     args = cli.build_parser().parse_args(["--denormals", "keep", "--mmap-threshold-mb", "8", "models", "list"])
-    monkeypatch.delenv("AVFEWSHOT_DENORMALS", raising=False)
-    monkeypatch.delenv("AVFEWSHOT_MMAP_THRESHOLD_MB", raising=False)
+    # setenv records the variables' current state, so the values written below are undone after the test
+    monkeypatch.setenv("AVFEWSHOT_DENORMALS", "flush")
+    monkeypatch.setenv("AVFEWSHOT_MMAP_THRESHOLD_MB", "")
     apply_cli_options(args)
     assert os.environ["AVFEWSHOT_DENORMALS"] == "keep" and os.environ["AVFEWSHOT_MMAP_THRESHOLD_MB"] == "8"

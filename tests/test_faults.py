@@ -263,18 +263,18 @@ def test_under_torchrun_rank_0_claims_for_every_rank(tmp_path):
 
 @pytest.fixture
 def fake_run(monkeypatch):
-    import avfewshot.api
+    from avfewshot.engine import trainer
 
     calls = []
 
-    def run(cfg=None, progress=True, force=False, **kw):
+    def run(cfg=None, force=False, progress=True, **kw):
         calls.append((cfg.method, cfg.seed))
         metrics = {"task": cfg.task, "method": cfg.method, "shots": cfg.shots, "seed": cfg.seed, "preset": cfg.preset,
                    "test": {"accuracy": float(cfg.seed)}, "total_seconds": 1.0}
         res.write_json(cfg.run_dir() / res.METRICS_FILE, metrics)
         return metrics
 
-    monkeypatch.setattr(avfewshot.api, "run", run)
+    monkeypatch.setattr(trainer, "run_experiment", run)
     monkeypatch.setattr(sweep_mod, "method_is_zero_shot", lambda method, cfg: method.startswith("zeroshot"))
     return calls
 

@@ -163,7 +163,7 @@ def build_run(cfg: RunConfig, data: str = "train", towers: Optional[TowerCache] 
         raise ValueError(f"data={data!r}; valid: {', '.join(DATA_NEEDS)}")
     task = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
-    backbone = (towers or default_towers()).get(cfg.model, placeholder_tokenizer)
+    backbone = (towers if towers is not None else default_towers()).get(cfg.model, placeholder_tokenizer)
     ctx = context()
     if ctx.enabled and not ctx.main:
         ctx.barrier()  # rank 0 synthesises the demo / writes the split first
