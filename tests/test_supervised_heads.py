@@ -120,7 +120,7 @@ def test_real_size_parameter_counts_against_the_paper():
     # released registry: + 8 encoder template layers (6.32 M), dead temporal decoders (17.64 M),
     # PVT-sized spare Linears + dilated convs (10.54 M)
     assert s4["released"] == 64_719_689
-    assert abs((s4["released"] - 17_635_328 - 10_535_936) - 36.6e6) < 0.1e6  # supervised.md §3: live part 36.6 M
+    assert abs((s4["released"] - 17_635_328 - 10_535_936) - 36.6e6) < 0.1e6  # docs/supervised_heads.md §5: "live part" 36.6 M
     encoder = P.SWIN_V2_L + P.HTSAT + P.UNITS_R8
     implied_s4 = P.PAPER_TOTALS["s4"] - s4["released"] - P.PVT_V2_B5
     assert abs(implied_s4 - encoder) < 0.1e6  # 448.65 M vs 448.6 M

@@ -1,4 +1,4 @@
-"""The AVS segmentation head on the four adapted Swin stage maps (supervised.md §3).
+"""The AVS segmentation head on the four adapted Swin stage maps (docs/supervised_heads.md §2).
 
 Input: the four stage maps (B*T, C_i, H_i, W_i) (real size: see :mod:`.shapes`) and the pooled audio
 (B, T, 768). Steps:

@@ -1,4 +1,4 @@
-"""AVS losses (supervised.md §3): S4 first-frame BCE, MS3 five-frame BCE + masked audio-visual KL term.
+"""AVS losses (docs/supervised_heads.md §3): S4 first-frame BCE, MS3 five-frame BCE + masked audio-visual KL term.
 
 Both BCEs are computed from logits (``binary_cross_entropy_with_logits``), which equals the released
 BCELoss on the sigmoid without its log clamping.

@@ -1,4 +1,4 @@
-"""The AVS post-encoder temporal gate (the "T" of DG-SCT on the four scales; supervised.md §3 step 2).
+"""The AVS post-encoder temporal gate (the "T" of DG-SCT on the four scales; docs/supervised_heads.md §2).
 
 Per scale i: GAP of the (B*T, C, H, W) map -> Linear C->C + ReLU + dropout -> a BiLSTM pair (audio
 A -> A, video C -> 2C) -> 2-layer post-norm Transformer encoders (4 heads, FFN 4C, affine in) per stream;

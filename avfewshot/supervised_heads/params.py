@@ -1,7 +1,7 @@
 """Parameter counts of the heads at real size, built on the ``meta`` device (no memory, no weights).
 
 ``head_counts`` returns live (what the fixed head registers and runs) and released (plus the released
-model's registered-but-unused modules) counts. The totals of supervised.md §5 include the encoder
+model's registered-but-unused modules) counts. The totals of docs/supervised_heads.md §5 include the encoder
 (Swin-V2-L 228.8 M, HTS-AT 31.3 M, DG-SCT units) and, for AVS, PVT-v2-b5 (81.4 M, never run):
 ``implied_encoder`` subtracts the released head and those modules from a paper total.
 """
@@ -11,7 +11,7 @@ from typing import Dict
 
 from torch import nn
 
-# supervised.md §5 / §0 (measured on the released code, in parameters)
+# the reference numbers of docs/supervised_heads.md §5 (measured on the released code, in parameters)
 PAPER_TOTALS = {"s4": 594.77e6, "ms3": 602.85e6, "avqa": 516.85e6}
 PAPER_AVQA_TOTAL = 520.2e6
 PVT_V2_B5 = 81.4e6  # AVS: built, loaded, trainable, never run

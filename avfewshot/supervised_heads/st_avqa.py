@@ -1,4 +1,4 @@
-"""The ST-AVQA head on the final adapted map (supervised.md §4).
+"""The ST-AVQA head on the final adapted map (docs/supervised_heads.md §4).
 
 Inputs per question: the final visual maps (B, T, D, h, w) of the video (real size: D = 1536, 6 x 6,
 T = 10), the same for the negative frames (from *other* videos, see :mod:`.negatives`), the pooled

@@ -1,4 +1,4 @@
-"""TPAVI: the audio-visual non-local block of AVSBench (supervised.md §3, step 4).
+"""TPAVI: the audio-visual non-local block of AVSBench (docs/supervised_heads.md §2).
 
 x (B, C, T, H, W) visual, a (B, T, A) audio. The audio is mapped A -> C and broadcast over H x W;
 theta, phi, g are 1x1x1 convolutions C -> C/2; with N = T*H*W positions,
