@@ -15,7 +15,7 @@ Returns the logits, the TPAVI maps and the TPAVI audio embeddings (for MS3's mas
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 import torch

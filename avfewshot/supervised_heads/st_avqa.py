@@ -20,7 +20,7 @@ unused ``fc_a1_pure`` / ``fc_a2_pure`` (3.5 M at real size) for parameter parity
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from torch import nn

@@ -18,11 +18,12 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ...engine.results import write_json, write_text
+from ...errors import UserError
 from ..facts import AVS_DATA_FOLDERS, AVS_FRAMES, AVS_MASK_SIZE, AVS_META_FILES, AVS_S4_CATEGORIES, AVS_WAVE_FILE, SPLITS
 from .concepts import GREY, concept_index, palette, tone_hz
 from .writers import AUDIO_RATE, BAR_WIDTH, DGSCT_RATE, NOISE_AMPLITUDE, TONE_AMPLITUDE, write_wav
@@ -90,6 +91,10 @@ def make_avsbench(
 
     subset = subset.lower()
     names = synthetic_avs_categories()[:categories]
+    if subset not in AVS_DATA_FOLDERS:
+        raise UserError(f"synthetic AVSBench: unknown subset {subset!r}; valid: {', '.join(AVS_DATA_FOLDERS)}")
+    if len(names) < 2 and (subset == "ms3" or distractor):
+        raise UserError("synthetic AVSBench: a second object needs at least 2 categories (or distractor=False for S4)")
     rng = np.random.default_rng(seed)
     root = Path(root)
     base = root / AVS_DATA_FOLDERS[subset]
