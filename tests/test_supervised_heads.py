@@ -28,6 +28,14 @@ def test_real_size_decoder_forward_on_meta():
     assert all(tuple(a.shape) == (2, 5, 256) for a in audio)
 
 
+def test_real_size_stavqa_forward_on_meta():
+    with torch.device("meta"):
+        head = STAVQAHead(STAVQAConfig())
+        final = torch.empty(2, 10, 1536, 6, 6)
+        out = head(final, final, torch.empty(2, 10, 768), torch.zeros(2, 14, dtype=torch.long))
+    assert out["answer"].shape == (2, 42) and out["match_pos"].shape == (20, 2) and out["grounded"].shape == (2, 10, 1536)
+
+
 def test_tpavi_factorised_equals_dense_and_starts_as_layernorm():
     torch.manual_seed(0)
     x, a = torch.randn(2, 8, 3, 4, 5), torch.randn(2, 3, 6)
