@@ -131,3 +131,35 @@ def dataset_info(name: str) -> DatasetInfo:
     if key not in DATASET_TABLE:
         raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     return DATASET_TABLE[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# AVSBench-object (S4, MS3) and MUSIC-AVQA: the supervised runners' datasets (docs/datasets.md §4).
+# Not in DATASET_TABLE: their roots, clips and labels differ from the few-shot datasets'.
+# ---------------------------------------------------------------------------------------------
+
+AVS_SUBSETS = ("s4", "ms3")
+AVS_FRAMES = 5  # five frames and five 1-s audio segments per clip
+AVS_MASK_SIZE = 224  # ground-truth PNGs are 224 x 224, 0 / 255
+AVS_META_FILES: Dict[str, str] = {"s4": "s4_meta_data.csv", "ms3": "ms3_meta_data.csv"}
+AVS_DATA_FOLDERS: Dict[str, str] = {"s4": "s4_data", "ms3": "ms3_data"}
+AVS_WAVE_FILE = "AVS.npy"  # DG-SCT: one pickled {"<name>.wav": 160,000 samples at 32 kHz} per folder
+AVS_S4_CATEGORIES: Tuple[str, ...] = (
+    "baby_laughter", "female_singing", "male_speech", "dog_barking", "cat_meowing", "lions_roaring",
+    "horse_clip-clop", "coyote_howling", "mynah_bird_singing", "playing_acoustic_guitar", "playing_tabla",
+    "playing_violin", "playing_piano", "playing_ukulele", "playing_glockenspiel", "helicopter", "race_car",
+    "driving_buses", "ambulance_siren", "typing_on_computer_keyboard", "chainsawing_trees", "cap_gun_shooting",
+    "lawn_mowing",
+)
+
+AVQA_SPLIT_FILES: Dict[str, str] = {"train": "avqa-train.json", "val": "avqa-val.json", "test": "avqa-test.json"}
+AVQA_QUESTION_VOCAB = "ques_vocab.txt"  # first entry <pad>
+AVQA_ANSWER_VOCAB = "ans_vocab.txt"  # line order = answer class index (train-json first appearance)
+AVQA_JSON_KEYS = ("video_id", "question_id", "type", "question_content", "templ_values", "anser")
+AVQA_MAX_TOKENS = 14  # questions are padded with <pad> to 14 tokens
+AVQA_SEGMENTS = 10  # frames by linspace over the ~60-s video; audio (10, 32000)
+AVQA_TYPES: Tuple[Tuple[str, str], ...] = (
+    ("Audio", "Counting"), ("Audio", "Comparative"), ("Visual", "Counting"), ("Visual", "Location"),
+    ("Audio-Visual", "Existential"), ("Audio-Visual", "Counting"), ("Audio-Visual", "Location"),
+    ("Audio-Visual", "Comparative"), ("Audio-Visual", "Temporal"),
+)

@@ -22,6 +22,7 @@ from .avs import (
     avs_batch_means,
     avs_evaluate,
     avs_fscore,
+    avs_fscore_dataset,
     avs_miou,
 )
 from .avvp import (
@@ -72,6 +73,7 @@ __all__ = [
     "AVSResult",
     "avs_miou",
     "avs_fscore",
+    "avs_fscore_dataset",
     "avs_batch_means",
     "avs_evaluate",
     "AVQA_MODALITIES",

@@ -149,7 +149,10 @@ def avs_evaluate(logits: Any, masks: Any, clips_per_batch: int, frames_per_clip:
     Frames are in clip order (frame k is frame k % frames_per_clip of clip k // frames_per_clip);
     each batch holds clips_per_batch * frames_per_clip consecutive frames, the last one possibly
     fewer. Final values are :func:`avs_batch_means` of the per-batch scores, so the F-score depends
-    on the batch size (the shipped S4/MS3 test.sh uses 4 clips = 20 frames).
+    on the batch size (the shipped S4/MS3 test.sh uses 4 clips = 20 frames): the threshold is chosen
+    per batch (the max of each batch's mean curve), and a batch whose frames all have empty GT adds a 0.
+    mIoU depends on it only through the unequal weight of a short last batch.
+    :func:`avs_fscore_dataset` is the batch-independent variant.
     """
     logits_t, masks_t = _avs_tensors(logits, masks)
     num_frames = logits_t.shape[0]
@@ -172,3 +175,48 @@ def avs_evaluate(logits: Any, masks: Any, clips_per_batch: int, frames_per_clip:
         ))
     miou, f_score = avs_batch_means([b.miou for b in batches], [b.f_score for b in batches])
     return AVSResult(miou=miou, f_score=f_score, batches=batches)
+
+
+def avs_fscore_dataset(logits: Any, masks: Any, chunk_frames: int = 64,
+                       num_thresholds: int = AVS_THRESHOLD_COUNT, beta2: float = AVS_BETA2) -> float:
+    """Batch-size-independent AVS F-score: the per-frame F curves (as in :func:`avs_fscore`) are
+    averaged over **all** frames with a non-empty GT of the evaluated set, then the maximum over the
+    255 thresholds is taken once (one dataset-level threshold). Computed in chunks of ``chunk_frames``
+    frames, which changes only the float32 summation grouping, never the definition. Equals
+    :func:`avs_fscore` on the whole set at once; 0 when no frame has a non-empty GT.
+    """
+    import torch
+
+    logits_t, masks_t = _avs_tensors(logits, masks)
+    check_not_empty(logits_t.shape[0], "no AVS frame")
+    total = torch.zeros(num_thresholds, dtype=torch.float64)
+    valid = 0
+    for start in range(0, logits_t.shape[0], max(1, chunk_frames)):
+        part_logits, part_masks = logits_t[start : start + chunk_frames], masks_t[start : start + chunk_frames]
+        count = int((part_masks.flatten(1).sum(1) > 0).sum())
+        if count:
+            total += _avs_fcurve_mean(part_logits, part_masks, num_thresholds, beta2).double() * count
+            valid += count
+    return float((total / valid).max()) if valid else 0.0
+
+
+def _avs_fcurve_mean(logits, masks, num_thresholds: int, beta2: float):
+    """Mean F curve over the frames of ``logits`` with a non-empty GT (the curve before the max)."""
+    import torch
+
+    prob = torch.sigmoid(logits).flatten(1)
+    gt = masks.flatten(1)
+    keep = gt.sum(1) > 0
+    prob, gt = prob[keep], gt[keep]
+    num_pixels = prob.shape[1]
+    thresholds = torch.linspace(0, 1 - 1e-10, num_thresholds)
+    sorted_all = torch.sort(prob, dim=1).values.contiguous()
+    sorted_hits = torch.sort(torch.where(gt > 0, prob, torch.full_like(prob, -1.0)), dim=1).values.contiguous()
+    queries = thresholds.expand(prob.shape[0], -1).contiguous()
+    predicted = (num_pixels - torch.searchsorted(sorted_all, queries)).to(torch.float32)
+    true_positive = (num_pixels - torch.searchsorted(sorted_hits, queries)).to(torch.float32)
+    precision = true_positive / (predicted + 1e-20)
+    recall = true_positive / (gt.sum(1, keepdim=True) + 1e-20)
+    curves = (1 + beta2) * precision * recall / (beta2 * precision + recall)
+    curves[curves != curves] = 0
+    return curves.mean(0)
