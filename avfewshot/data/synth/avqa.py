@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...engine.results import write_json, write_text
+from ...outputs import write_json_atomic as write_json, write_text_atomic as write_text
 from ..facts import AVQA_SEGMENTS, SPLITS
 from .concepts import GREY, concept_index, palette, tone_hz
 from .writers import DGSCT_RATE, NOISE_AMPLITUDE

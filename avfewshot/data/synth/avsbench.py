@@ -22,7 +22,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ...engine.results import write_json, write_text
+from ...outputs import write_json_atomic as write_json, write_text_atomic as write_text
 from ...errors import UserError
 from ..facts import AVS_DATA_FOLDERS, AVS_FRAMES, AVS_MASK_SIZE, AVS_META_FILES, AVS_S4_CATEGORIES, AVS_WAVE_FILE, SPLITS
 from .concepts import GREY, concept_index, palette, tone_hz
