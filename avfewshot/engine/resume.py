@@ -25,10 +25,12 @@ log = logging.getLogger("avfewshot")
 CHECKPOINT_FORMAT = "avfewshot-run-checkpoint"
 REQUIRED_KEYS = ("format", "fingerprint", "epoch", "state", "optimizer", "scheduler", "history", "best")
 
-# Settings that change where or how fast a run goes, never its numbers.
+# Settings that change where or how fast a run goes (or what it may load), not what it computes. The device is
+# among them: a run started on one machine may resume on another (numbers then agree to the devices' rounding).
 NOT_FINGERPRINTED = {
     "results_dir", "log", "data.cache", "data.cache_dir", "data.feature_cache", "data.num_workers", "data.on_error",
-    "data.splits_dir", "data.root", "data.media_root", "train.threads", "train.eval_batch_size",
+    "data.splits_dir", "data.root", "data.media_root", "train.threads", "train.eval_batch_size", "train.device",
+    "model.trust_torchscript",
 }
 
 

@@ -245,6 +245,7 @@ def run_experiment(cfg: RunConfig, force: bool = False, progress: bool = True, s
 def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     from . import resume
     from .build import build_run
+    from .device import resolve_device
 
     started = time.time()
     if cfg.train.threads > 0:
@@ -252,8 +253,6 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     if cfg.demo:
         say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
             "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
-    from .device import resolve_device
-
     device = resolve_device(cfg.train.device)
     run = build_run(cfg, data="train")
     method, task, data = run.method, run.task, run.data
