@@ -35,7 +35,7 @@ def self_attention(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.
     heads = attn.num_heads
     qkv = F.linear(x.contiguous(), attn.in_proj_weight, attn.in_proj_bias)  # one (N·L, E) @ (E, 3E) GEMM
     q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (N, H, L, d)
-    mask = attn_mask.to(x.dtype) if attn_mask is not None else None
+    mask = attn_mask.to(q.dtype) if attn_mask is not None else None  # q is bf16 / fp16 under autocast
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     out = out.transpose(1, 2).reshape(n, length, width)
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
