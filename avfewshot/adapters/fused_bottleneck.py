@@ -76,6 +76,11 @@ def _batch_norm_backward(grad, h, weight, mean, invstd, eps: float, mask):
     return aten.native_batch_norm_backward(grad, h, weight, None, None, mean, invstd, True, eps, mask)
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 -> fp32; fp32 and fp64 unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
     """Reduce a broadcast gradient back to ``shape`` (keepdim layout)."""
     for dim, size in enumerate(shape):
@@ -93,7 +98,7 @@ class ModulatedBottleneck(torch.autograd.Function):
                 bn1_rm, bn1_rv, bn2_rm, bn2_rv, momentum: float, bn_eps: float, ln1_eps: float, ln2_eps: float):
         with autocast_disabled(x.device.type):
             return ModulatedBottleneck._forward(
-                ctx, x, row.float(), tok.float(), ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w,
+                ctx, x, _wide(row), _wide(tok), ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w,
                 ln2_b, bn1_rm, bn1_rv, bn2_rm, bn2_rv, momentum, bn_eps, ln1_eps, ln2_eps)
 
     @staticmethod
@@ -102,7 +107,7 @@ class ModulatedBottleneck(torch.autograd.Function):
         n, length, c = x.shape
         rows = n * length
         factor = row.unsqueeze(1) + tok.unsqueeze(2)  # (N, L, C) or (N, L, 1)
-        m = (x.float() * factor).view(rows, c)
+        m = (_wide(x) * factor).view(rows, c)
         del factor
         z1, mean1, rstd1 = aten.native_layer_norm(m, [c], ln1_w, ln1_b, ln1_eps)
         del m
@@ -123,7 +128,7 @@ class ModulatedBottleneck(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         with autocast_disabled(grad_out.device.type):
-            grads = ModulatedBottleneck._backward(ctx, grad_out.float())
+            grads = ModulatedBottleneck._backward(ctx, _wide(grad_out))
         x = ctx.saved_tensors[0]
         g_x = grads[0]
         return (None if g_x is None else g_x.to(x.dtype),) + grads[1:]
@@ -157,7 +162,7 @@ class ModulatedBottleneck(torch.autograd.Function):
         del g_y1
 
         # recompute the modulated rows and LN_before's output
-        x = x.float()
+        x = _wide(x)
         factor = row.unsqueeze(1) + tok.unsqueeze(2)
         m = (x * factor).view(rows, c)
         g_w_down = None
