@@ -127,16 +127,17 @@ class ModulatedBottleneck(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        saved = ctx.saved_tensors  # unpacked once (checkpointing allows no second unpack)
         with autocast_disabled(grad_out.device.type):
-            grads = ModulatedBottleneck._backward(ctx, _wide(grad_out))
-        x = ctx.saved_tensors[0]
+            grads = ModulatedBottleneck._backward(ctx, saved, _wide(grad_out))
+        x = saved[0]
         g_x = grads[0]
         return (None if g_x is None else g_x.to(x.dtype),) + grads[1:]
 
     @staticmethod
-    def _backward(ctx, grad_out):
+    def _backward(ctx, saved, grad_out):
         (x, row, tok, ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w, ln2_b,
-         mean1, rstd1, h1, r1, bn1_mean, bn1_invstd, bn2_mean, bn2_invstd, mean2, rstd2) = ctx.saved_tensors
+         mean1, rstd1, h1, r1, bn1_mean, bn1_invstd, bn2_mean, bn2_invstd, mean2, rstd2) = saved
         bn_eps, ln1_eps, ln2_eps = ctx.eps
         needs = ctx.needs_input_grad
         n, length, c = x.shape

@@ -119,7 +119,7 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if block.attn_mask is not None:
         additive = additive.unsqueeze(0) + block.attn_mask.unsqueeze(1)  # (nW, heads, N, N)
     scores = torch.matmul(q, k.transpose(-2, -1))
-    scores.add_(additive)
+    scores.add_(additive.to(scores.dtype))  # bf16 += fp32 in place takes a slow mixed-dtype kernel
     out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nW, heads, N, d)
     out = out.transpose(2, 3).reshape(b, length, c)
     out = F.linear(out, attn.proj.weight, attn.proj.bias)
