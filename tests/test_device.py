@@ -13,7 +13,7 @@ import torch
 import avfewshot
 from avfewshot.engine.build import TowerCache, build_run, resolve_run_config
 from avfewshot.engine.device import describe, resolve_device, to_device
-from avfewshot.engine.precision import autocast_context, grad_scaler
+from avfewshot.precision import autocast_context, grad_scaler
 from avfewshot.errors import UserError
 
 FAST = ["train.epochs=1", "train.batch_size=4", "train.eval_batch_size=8", "train.selection=last"]

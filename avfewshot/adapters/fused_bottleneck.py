@@ -13,6 +13,12 @@ and the normalisation statistics, and recomputes the wide tensors in backward fr
 elementwise passes and one narrow GEMM, no wide GEMM. The arithmetic is ATen's own forward and
 backward kernels for LayerNorm and BatchNorm, so results equal the unfused path to rounding
 (checked against it in the tests, outputs, every gradient and the running statistics).
+
+Precision. Under autocast (bf16 / fp16) the function leaves autocast and computes in fp32: x, the
+maps and every parameter are read as fp32, the output is fp32 (what the residual stream is) and
+the gradient of x comes back in x's dtype. Its GEMMs are narrow (C -> C/8 -> C), so fp32 costs
+little here, and the normalisation statistics of the bottleneck keep their full precision. A
+low-precision x is kept as it is for backward and widened again there.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from typing import Optional, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from ..precision import active_autocast_dtype, autocast_disabled, log_once
 
 aten = torch.ops.aten
 
@@ -68,6 +76,11 @@ def _batch_norm_backward(grad, h, weight, mean, invstd, eps: float, mask):
     return aten.native_batch_norm_backward(grad, h, weight, None, None, mean, invstd, True, eps, mask)
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 -> fp32; fp32 and fp64 unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _sum_to(grad: torch.Tensor, shape) -> torch.Tensor:
     """Reduce a broadcast gradient back to ``shape`` (keepdim layout)."""
     for dim, size in enumerate(shape):
@@ -83,10 +96,18 @@ class ModulatedBottleneck(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, row, tok, ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w, ln2_b,
                 bn1_rm, bn1_rv, bn2_rm, bn2_rv, momentum: float, bn_eps: float, ln1_eps: float, ln2_eps: float):
+        with autocast_disabled(x.device.type):
+            return ModulatedBottleneck._forward(
+                ctx, x, _wide(row), _wide(tok), ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w,
+                ln2_b, bn1_rm, bn1_rv, bn2_rm, bn2_rv, momentum, bn_eps, ln1_eps, ln2_eps)
+
+    @staticmethod
+    def _forward(ctx, x, row, tok, ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w, ln2_b,
+                 bn1_rm, bn1_rv, bn2_rm, bn2_rv, momentum: float, bn_eps: float, ln1_eps: float, ln2_eps: float):
         n, length, c = x.shape
         rows = n * length
         factor = row.unsqueeze(1) + tok.unsqueeze(2)  # (N, L, C) or (N, L, 1)
-        m = (x * factor).view(rows, c)
+        m = (_wide(x) * factor).view(rows, c)
         del factor
         z1, mean1, rstd1 = aten.native_layer_norm(m, [c], ln1_w, ln1_b, ln1_eps)
         del m
@@ -106,8 +127,17 @@ class ModulatedBottleneck(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        saved = ctx.saved_tensors  # unpacked once (checkpointing allows no second unpack)
+        with autocast_disabled(grad_out.device.type):
+            grads = ModulatedBottleneck._backward(ctx, saved, _wide(grad_out))
+        x = saved[0]
+        g_x = grads[0]
+        return (None if g_x is None else g_x.to(x.dtype),) + grads[1:]
+
+    @staticmethod
+    def _backward(ctx, saved, grad_out):
         (x, row, tok, ln1_w, ln1_b, w_down, bn1_w, bn1_b, w_up, bn2_w, bn2_b, ln2_w, ln2_b,
-         mean1, rstd1, h1, r1, bn1_mean, bn1_invstd, bn2_mean, bn2_invstd, mean2, rstd2) = ctx.saved_tensors
+         mean1, rstd1, h1, r1, bn1_mean, bn1_invstd, bn2_mean, bn2_invstd, mean2, rstd2) = saved
         bn_eps, ln1_eps, ln2_eps = ctx.eps
         needs = ctx.needs_input_grad
         n, length, c = x.shape
@@ -133,6 +163,7 @@ class ModulatedBottleneck(torch.autograd.Function):
         del g_y1
 
         # recompute the modulated rows and LN_before's output
+        x = _wide(x)
         factor = row.unsqueeze(1) + tok.unsqueeze(2)
         m = (x * factor).view(rows, c)
         g_w_down = None
@@ -164,6 +195,10 @@ def modulated_bottleneck(x: torch.Tensor, row: torch.Tensor, tok: torch.Tensor, 
     """Apply ``ModulatedBottleneck`` with the unit's modules; updates the BatchNorms' running
     statistics (and their batch counters) as ``nn.BatchNorm1d`` would, unless ``hold_running_stats``."""
     bns = (bn_down, bn_up)
+    low = active_autocast_dtype(x.device.type)
+    if low is not None:
+        log_once(f"DG-SCT fused bottleneck under autocast({low}): computed in fp32 (narrow GEMMs, full-precision "
+                 f"normalisation statistics)")
     if hold_running_stats:
         stats = [t.clone() for bn in bns for t in (bn.running_mean, bn.running_var)]
         momentum = 0.0

@@ -1,7 +1,7 @@
 """The paired forward through the frozen CLIP ViT and CLAP HTS-AT with DG-SCT units in every block.
 
 Built by composition over the towers' public pieces (``ImageTower.embed / attention_part /
-mlp_part / head``, ``AudioTower.frontend / embed / stages[s].blocks / stages[s].downsample / head /
+mlp_part / head``, ``AudioTower.frontend / embed / stages[s].blocks / downsample / head /
 project``); nothing of the towers is copied or patched. One paired step i (``pairing.PairedStep``)
 runs, as the released few-shot code (docs/dgsct.md §3.1):
 
@@ -120,8 +120,7 @@ class AdaptedEncoders(nn.Module):
                     v, a = checkpoint_once(self._step, units, step, v, a)
                 else:
                     v, a = self._step(step, v, a)
-            if stage.downsample is not None:
-                a = stage.downsample(a)
+            a = audio.downsample(s, a)
         return AdaptedOutputs(self.image_tower.head(v), audio.project(audio.head(a)))
 
     def _recomputing(self) -> bool:

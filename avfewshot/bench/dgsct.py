@@ -20,6 +20,14 @@ DG-SCT unit recomputed in backward: identical outputs, lower peak memory, a few 
 variant whose allocator is not installed is reported and skipped. All run with denormal flushing
 on, as the CLI does.
 
+``--precision fp32 bf16`` measures each variant at each precision, each in its own process:
+``train.precision`` and ``model.frozen_dtype`` set to it (frozen towers stored in that dtype),
+forward and loss under ``autocast_context`` (``engine/precision.py``), the matmul peak measured for
+that dtype. Before the first step each process saves the fused logits of one eval forward on the
+freshly built model (same seed, so the same weights up to the storage dtype); the parent reports
+their relative error against fp32 (Frobenius norm of the difference over that of fp32) and the
+step-time and peak-memory ratios against fp32.
+
 Printed next to the anchor measured with the released code on this 2-core machine (27.0 s per step,
 2.27 TFLOP per step, 84 GFLOP/s, 7.6 s eval forward, 16.3 GB peak RSS, 320 GFLOP/s matmul peak) and the
 targets (at most half the step time and memory, at least 50 % of the measured matmul peak).
@@ -72,12 +80,13 @@ def write_standin_roberta_tokenizer(folder: Path, vocab_size: int = ROBERTA_VOCA
     return folder
 
 
-def matmul_peak(seconds: float = 3.0, n: int = 2048) -> float:
-    """GFLOP/s of repeated fp32 (n x n) @ (n x n) products."""
+def matmul_peak(seconds: float = 3.0, n: int = 2048, dtype=None) -> float:
+    """GFLOP/s of repeated (n x n) @ (n x n) products in ``dtype`` (default fp32)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+    dtype = dtype or torch.float32
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
     for _ in range(2):
         torch.mm(a, b, out=out)
     count, started = 0, time.perf_counter()
@@ -96,16 +105,19 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def build(work_dir: Path, method_args: Optional[Dict] = None):
-    """(method, batch) at real size with random weights, dgsct-official preset, LLP classification."""
+def build(work_dir: Path, method_args: Optional[Dict] = None, precision: str = "fp32"):
+    """(method, batch) at real size with random weights, dgsct-official preset, LLP classification;
+    frozen towers stored in ``precision``'s dtype."""
     import torch
 
     from ..encoders import specs
     from ..encoders.tokenizers import expected_tokenizer_location
     from ..engine.build import TowerCache, build_run, resolve_run_config
+    from ..precision import frozen_dtype_for
 
     explicit = {"method": "dgsct", "task": "llp_cls", "preset": "dgsct-official", "seed": 0,
-                "model.clip_weights": "none", "model.clap_weights": "none", "data.feature_cache": False}
+                "model.clip_weights": "none", "model.clap_weights": "none", "data.feature_cache": False,
+                "train.precision": precision, "model.frozen_dtype": frozen_dtype_for(precision)}
     explicit.update({f"method.{k}": v for k, v in (method_args or {}).items()})
     cfg = resolve_run_config(demo_layers=False, **explicit)
     _, folder = expected_tokenizer_location(specs.clap_arch(cfg.model.clap_arch).text)
@@ -126,7 +138,8 @@ def build(work_dir: Path, method_args: Optional[Dict] = None):
     return method, batch, cfg
 
 
-def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_json: str = "{}") -> Dict[str, object]:
+def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_json: str = "{}",
+          precision: str = "fp32") -> Dict[str, object]:
     """The measurement (runs in its own process; see the module docstring)."""
     from ..runtime import configure, denormals_flushed, loaded_allocator
 
@@ -135,19 +148,29 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
     configure(**runtime)  # first: OpenMP workers inherit the denormal setting
     import torch
 
+    from ..precision import autocast_context, dtype_of
     from ..engine.trainer import make_optimizer
 
-    peak = matmul_peak()
+    dtype = dtype_of(precision)
+    peak = matmul_peak(dtype=dtype)
     started = time.perf_counter()
-    method, batch, cfg = build(Path(work_dir), json.loads(method_args_json))
+    method, batch, cfg = build(Path(work_dir), json.loads(method_args_json), precision)
     build_seconds = time.perf_counter() - started
     params = method.trainable_parameters()
     optimizer = make_optimizer(params, cfg)
 
+    def autocast():
+        return autocast_context("cpu", precision)
+
+    method.eval()
+    with torch.no_grad(), autocast():  # the untrained model's logits: compared across precisions by the parent
+        torch.save(method(batch).fused.float(), Path(work_dir) / f"fused-{precision}.pt")
+
     def train_step() -> float:
         method.train()
-        scores = method(batch)
-        loss, _ = method.loss(batch, scores, 0)
+        with autocast():
+            scores = method(batch)
+            loss, _ = method.loss(batch, scores, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
@@ -165,7 +188,7 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
         times.append(time.perf_counter() - t0)
     method.eval()
     eval_times = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for _ in range(2):
             t0 = time.perf_counter()
             method(batch)
@@ -173,7 +196,7 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
     rss = peak_rss_gb()
 
     # the peak again at the end; the larger of the two is used (conservative on a machine whose speed drifts)
-    peak = max(peak, matmul_peak())
+    peak = max(peak, matmul_peak(dtype=dtype))
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -184,6 +207,7 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
     gflops = flops / step / 1e9
     return {
         "benchmark": "dgsct",
+        "precision": precision,
         "model": f"{cfg.model.clip_arch} + {cfg.model.clap_arch}, random weights, preset dgsct-official",
         "batch": "llp_cls, 2 videos x 10 segments",
         "threads": torch.get_num_threads(),
@@ -205,7 +229,8 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
 def report(fig: Dict[str, object]) -> str:
     a = ANCHOR
     lines = [
-        f"DG-SCT training step ({fig['model']}; {fig['batch']}; {fig['threads']} threads)",
+        f"DG-SCT training step ({fig['model']}; {fig['batch']}; {fig['threads']} threads; "
+        f"precision {fig.get('precision', 'fp32')})",
         f"  trainable parameters   {fig['trainable_parameters']:,}",
         f"  step time (median)     {fig['step_seconds']:.2f} s   each {fig['step_seconds_each']}   "
         f"anchor {a['step_seconds']} s -> ratio {fig['step_seconds'] / a['step_seconds']:.2f} (target <= 0.50)",
@@ -222,7 +247,7 @@ def report(fig: Dict[str, object]) -> str:
 
 
 def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
-        runtime: Optional[Dict] = None) -> Dict[str, object]:
+        runtime: Optional[Dict] = None, precision: str = "fp32") -> Dict[str, object]:
     """Run ``child`` in a fresh interpreter (with the variant's allocator) and return its figures."""
     from ..runtime import allocator_environment
 
@@ -231,7 +256,7 @@ def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
     code = ("import json, sys; from avfewshot.bench.dgsct import child; "
             "print('AVFEWSHOT_BENCH ' + json.dumps(child(*sys.argv[1:2], int(sys.argv[2]), *sys.argv[3:])))")
     proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {}),
-                           json.dumps(runtime)], capture_output=True, text=True, env=env)
+                           json.dumps(runtime), precision], capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("AVFEWSHOT_BENCH "):
             return json.loads(line[len("AVFEWSHOT_BENCH "):])
@@ -246,6 +271,11 @@ def main(args) -> int:
     unknown = [label for label in labels if label not in VARIANTS]
     if unknown:
         raise UserError(f"bench dgsct --variants: unknown {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    precisions = list(getattr(args, "precision", None) or ["fp32"])
+    from ..precision import dtype_of
+
+    for precision in precisions:
+        dtype_of(precision)
     work = getattr(args, "work_dir", None)
     figures = {}
     with tempfile.TemporaryDirectory(prefix="avfewshot-bench-dgsct-") as temp:
@@ -253,14 +283,54 @@ def main(args) -> int:
         work_dir.mkdir(parents=True, exist_ok=True)
         for label in labels:
             method_args, runtime = VARIANTS[label]
-            try:
-                figures[label] = run(work_dir, repeats, method_args, runtime)
-            except UserError as exc:  # e.g. tcmalloc not installed
-                print(f"[{label}: skipped: {exc}]")
-                continue
-            print(f"[{label}: method options {method_args or 'defaults'}, runtime {runtime or 'defaults'}]")
-            print(report(figures[label]))
+            for precision in precisions:
+                key = label if precisions == ["fp32"] else f"{label}/{precision}"
+                try:
+                    figures[key] = run(work_dir, repeats, method_args, runtime, precision)
+                except UserError as exc:  # e.g. tcmalloc not installed
+                    print(f"[{key}: skipped: {exc}]")
+                    break
+                print(f"[{key}: method options {method_args or 'defaults'}, runtime {runtime or 'defaults'}]")
+                print(report(figures[key]))
+                comparison = compare_to_fp32(figures, label, precision, work_dir)
+                if comparison:
+                    figures[key]["against_fp32"] = comparison
+                    print(report_comparison(comparison))
     out = getattr(args, "out", None)
     if out:
         Path(out).write_text(json.dumps({"variants": figures, "anchor": ANCHOR}, indent=2))
     return 0
+
+
+def logits_relative_error(work_dir: Path, precision: str) -> Optional[float]:
+    """||fused_p - fused_fp32|| / ||fused_fp32|| of the untrained model's eval logits (same weights)."""
+    import torch
+
+    ref, got = work_dir / "fused-fp32.pt", work_dir / f"fused-{precision}.pt"
+    if not (ref.is_file() and got.is_file()):
+        return None
+    a, b = torch.load(ref), torch.load(got)
+    return float((b - a).norm() / a.norm().clamp_min(1e-30))
+
+
+def compare_to_fp32(figures: Dict[str, Dict], label: str, precision: str, work_dir: Path) -> Dict[str, float]:
+    """Ratios of a low-precision run to the fp32 run of the same variant (measured in this invocation)."""
+    base = figures.get(f"{label}/fp32")
+    got = figures.get(f"{label}/{precision}")
+    if precision == "fp32" or base is None or got is None:
+        return {}
+    out = {"step_ratio": round(got["step_seconds"] / base["step_seconds"], 3),
+           "eval_ratio": round(got["eval_seconds"] / base["eval_seconds"], 3),
+           "peak_rss_ratio": round(got["peak_rss_gb"] / base["peak_rss_gb"], 3)}
+    error = logits_relative_error(work_dir, precision)
+    if error is not None:
+        out["fused_logits_relative_error"] = round(error, 5)
+    return out
+
+
+def report_comparison(c: Dict[str, float]) -> str:
+    text = (f"  against fp32           step x{c['step_ratio']:.2f} (target <= 0.50), eval x{c['eval_ratio']:.2f}, "
+            f"peak RSS x{c['peak_rss_ratio']:.2f} (target <= 0.75)")
+    if "fused_logits_relative_error" in c:
+        text += f", fused logits relative error {c['fused_logits_relative_error']:.2e}"
+    return text

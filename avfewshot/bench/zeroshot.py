@@ -5,6 +5,8 @@ Runs the fused zero-shot classifier over the demo LLP test set through the engin
 cache warm, and times the four frozen towers with forward hooks. Prints clips/s, segments/s and
 the share of wall time spent outside the encoders (data loading, collation, fusion, metrics).
 A second line shows the same evaluation with the feature cache warm (no encoder runs at all).
+``--precision fp32 bf16``: one measurement per precision (frozen towers stored in that dtype, the
+evaluation under ``engine.precision.autocast_context``).
 """
 from __future__ import annotations
 
@@ -41,14 +43,23 @@ class _TowerTimer:
             h.remove()
 
 
-def run(repeats: int = 3) -> Dict[str, object]:
+def run(repeats: int = 3, precision: str = "fp32") -> Dict[str, object]:
+    from ..precision import autocast_context
+
+    with autocast_context("cpu", precision):
+        return _run(repeats, precision)
+
+
+def _run(repeats: int, precision: str) -> Dict[str, object]:
     import torch
 
     from ..engine.build import build_run, resolve_run_config
+    from ..precision import frozen_dtype_for
     from ..engine.trainer import evaluate, predict
     from ..methods.features import FeatureStore
 
-    cfg = resolve_run_config(task="llp_cls", method="zeroshot", shots=0, **{"data.feature_cache": False})
+    cfg = resolve_run_config(task="llp_cls", method="zeroshot", shots=0, **{
+        "data.feature_cache": False, "train.precision": precision, "model.frozen_dtype": frozen_dtype_for(precision)})
     run = build_run(cfg, data="eval")  # decodes once: the decoded cache is warm
     task, backbone, data, method = run.task, run.backbone, run.data, run.method
     n = len(data.test)
@@ -76,6 +87,7 @@ def run(repeats: int = 3) -> Dict[str, object]:
     assert cached_metrics == metrics, "the feature cache changed the zero-shot result"
     return {
         "benchmark": "zeroshot",
+        "precision": precision,
         "dataset": "demo llp_cls test set",
         "clips": n,
         "threads": torch.get_num_threads(),
@@ -92,15 +104,23 @@ def run(repeats: int = 3) -> Dict[str, object]:
 
 
 def main(args) -> int:
-    figures = run(args.repeats or 3)
-    print(f"zero-shot evaluation, {figures['dataset']} ({figures['clips']} clips, {figures['threads']} threads)")
+    precisions = list(getattr(args, "precision", None) or ["fp32"])
+    every = {}
+    for precision in precisions:
+        every[precision] = figures = run(args.repeats or 3, precision)
+        _print(figures)
+    if args.out:
+        from ..engine.results import write_json
+
+        write_json(args.out, every[precisions[0]] if len(precisions) == 1 else every)
+    return 0
+
+
+def _print(figures: Dict[str, object]) -> None:
+    print(f"zero-shot evaluation, {figures['dataset']} ({figures['clips']} clips, {figures['threads']} threads, "
+          f"precision {figures['precision']}, accuracy {figures['accuracy']:.4f})")
     print(f"  encoders run:      {figures['clips_per_second']:8.2f} clips/s  {figures['segments_per_second']:8.2f} segments/s"
           f"  ({figures['wall_seconds']:.3f} s, {figures['encoder_seconds']:.3f} s inside the encoders)")
     print(f"  outside encoders:  {100 * figures['share_outside_encoders']:.1f} % of wall time")
     print(f"  features cached:   {figures['feature_cache_clips_per_second']:8.2f} clips/s"
           f"  ({figures['feature_cache_speedup']}x the encoder run, identical metrics)")
-    if args.out:
-        from ..engine.results import write_json
-
-        write_json(args.out, figures)
-    return 0

@@ -19,6 +19,9 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     p.add_argument("--variants", nargs="+", default=None, metavar="LABEL",
                    help="dgsct only: measure these variants (default: all; plain, tcmalloc, lean)")
+    p.add_argument("--precision", nargs="+", default=None, choices=("fp32", "bf16", "fp16"),
+                   help="measure at these precisions (autocast + frozen towers stored in that dtype; default fp32); "
+                        "dgsct reports each against fp32 when both are given")
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--task", default=None, choices=("ave", "avvp"), help="supervised only: which runner (default ave)")
     p.set_defaults(func=_run)

@@ -12,7 +12,7 @@ from ..errors import UserError
 from .clap_towers import AudioTower, ClapTextTower, build_clap_model
 from .clip_towers import ClipTextTower, ImageTower, build_clip_model
 from .config import FROZEN_TOWER_MODES, ModelConfig
-from .frozen import RANDOM_INIT_SEED
+from .frozen import RANDOM_INIT_SEED, store_weights_in
 from .tokenizers import build_clap_tokenizer
 
 log = logging.getLogger("avfewshot")
@@ -114,14 +114,35 @@ def _as_config(cfg: Union[ModelConfig, Any, None], overrides: Dict[str, Any]) ->
     return ModelConfig(**values)
 
 
+FROZEN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, placeholder_tokenizer: bool = False,
-                   **overrides: Any) -> Backbone:
+                   device: Optional[Union[str, torch.device]] = None, **overrides: Any) -> Backbone:
     """Build the frozen towers. Missing weights raise ``MissingCheckpointError`` before anything heavy runs.
 
     ``placeholder_tokenizer``: for parameter counting only (``avfewshot params``): the CLAP text
     tower gets stand-in ids instead of needing the RoBERTa vocabulary files.
+    ``device``: where the towers live; ``"meta"`` builds shapes only (no memory, no weights read:
+    parameter counts), any other device builds on the CPU and moves there.
+    ``cfg.frozen_dtype`` bf16 / fp16 stores the towers' matmul weights in that dtype
+    (``frozen.store_weights_in``: norms, the audio front end and the logit scales stay fp32).
     """
     cfg = _as_config(cfg, overrides)
+    if cfg.frozen_dtype not in FROZEN_DTYPES:
+        raise UserError(f"model.frozen_dtype={cfg.frozen_dtype!r}; valid: {', '.join(FROZEN_DTYPES)}")
+    if device is not None and torch.device(device).type == "meta":
+        from .clap_import import import_clap_module
+        from .frozen import parameters_on_meta
+
+        import_clap_module()
+        with parameters_on_meta():
+            return _build_backbone(cfg, placeholder_tokenizer).to("meta")
+    backbone = _build_backbone(cfg, placeholder_tokenizer)
+    return backbone if device is None else backbone.to(device)
+
+
+def _build_backbone(cfg: ModelConfig, placeholder_tokenizer: bool) -> Backbone:
     from . import checkpoints as ckpt
     from . import specs
 
@@ -154,6 +175,12 @@ def build_backbone(cfg: Optional[Union[ModelConfig, Any]] = None, placeholder_to
         "audio": f"{clap_id}|frontend={fe.name}:{fe.describe()}|mel_scale={clap.mel_scale}",
         "clap_text": f"{clap_id}|tokenizer={tokenizer.digest()}|ctx={clap_text.context_length}",
     }
+    dtype = FROZEN_DTYPES[cfg.frozen_dtype]
+    if dtype != torch.float32:
+        # weights stored in bf16 / fp16 give other features: the cache keys say so (fp32 keys are unchanged)
+        identities = {t: f"{v}|frozen_dtype={cfg.frozen_dtype}" for t, v in identities.items()}
+        for tower in (image, clip_text, audio, clap_text):
+            store_weights_in(tower, dtype)
     backbone = Backbone(cfg, image, clip_text, audio, clap_text, clip_model.logit_scale,
                         clap.model.logit_scale_a, identities)
     log.info("encoders: %s", backbone.describe())

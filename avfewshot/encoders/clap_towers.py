@@ -18,7 +18,7 @@ from ..errors import UserError
 from . import checkpoints as ckpt
 from . import specs
 from .clap_import import import_clap_module
-from .frozen import FrozenTower, seeded_init, skip_weight_init
+from .frozen import FrozenTower, low_precision_compute, seeded_init, skip_weight_init
 from .swin_blocks import swin_block_forward
 from .tokenizers import RobertaTextTokenizer
 
@@ -174,9 +174,16 @@ class AudioTower(FrozenTower):
         self.fused = build.arch.fused
         self.width = build.arch.audio_width
         self.output_dim = build.arch.joint_dim
-        # a buffer (not saved): it moves with the tower to the run's device
-        self.register_buffer("fft_window", dft_window(self.branch.spectrogram_extractor.stft), persistent=False)
+        # a buffer (not saved): it moves with the tower to the run's device; none on a meta build
+        stft = self.branch.spectrogram_extractor.stft
+        window = None if stft.conv_real.weight.is_meta else dft_window(stft)
+        self.register_buffer("fft_window", window, persistent=False)
         self.freeze()
+
+    def fp32_modules(self):
+        """The STFT / log-mel front end and bn0 stay fp32 (log of small powers; one pass per clip)."""
+        b = self.branch
+        return (b.spectrogram_extractor, b.logmel_extractor, b.bn0)
 
     def fill(self, wave: torch.Tensor) -> torch.Tensor:
         """(N, S) -> (N, clip_samples): loop (DG-SCT) or repeat-pad (CLAP) each segment to the clip length."""
@@ -211,9 +218,14 @@ class AudioTower(FrozenTower):
 
     def frontend(self, wave: torch.Tensor) -> torch.Tensor:
         """(N, S) waveform -> (N, 1, F, F) spectrogram image (STFT, log-mel, bn0, fold). SpecAugment only
-        when the tower is in training mode (``model.frozen_towers=released``), as HTS-AT's own forward."""
+        when the tower is in training mode (``model.frozen_towers=released``), as HTS-AT's own forward.
+
+        Always fp32, autocast or not: the log of small powers loses the quiet bins in bf16."""
+        if wave.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(wave.device.type):
+            with torch.autocast(device_type=wave.device.type, enabled=False):
+                return self.frontend(wave.float())
         b = self.branch
-        x = self.power_spectrogram(self.fill(wave))
+        x = self.power_spectrogram(self.fill(wave.float()))
         x = b.logmel_extractor(x)
         x = x.transpose(1, 3)
         x = b.bn0(x)
@@ -222,14 +234,22 @@ class AudioTower(FrozenTower):
             x = b.spec_augmenter(x)
         return b.reshape_wav2img(x)
 
+    @low_precision_compute
     def embed(self, img: torch.Tensor) -> torch.Tensor:
-        """(N, 1, F, F) -> (N, L, C1) patch tokens."""
+        """(N, 1, F, F) -> (N, L, C1) patch tokens (fp32 whatever the weights' dtype)."""
         b = self.branch
         x = b.patch_embed(img, longer_idx=[]) if self.fused else b.patch_embed(img)
         if b.ape:
             x = x + b.absolute_pos_embed
-        return b.pos_drop(x)
+        return b.pos_drop(x).float()
 
+    @low_precision_compute
+    def downsample(self, s: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage s's patch merging (identity when it has none), fp32 out."""
+        stage = self.stages[s]
+        return x if stage.downsample is None else stage.downsample(x).float()
+
+    @low_precision_compute
     def block(self, s: int, j: int, x: torch.Tensor) -> torch.Tensor:
         """Block j of stage s on (N, L, C) tokens (the released block's function, faster kernels)."""
         return swin_block_forward(self.stages[s].blocks[j], x)
@@ -238,10 +258,9 @@ class AudioTower(FrozenTower):
         stage = self.stages[s]
         for j in range(len(stage.blocks)):
             x = self.block(s, j, x)
-        if stage.downsample is not None:
-            x = stage.downsample(x)
-        return x
+        return self.downsample(s, x)
 
+    @low_precision_compute
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, L, C) final tokens -> (N, C): final norm, CLAP's frequency-group reshape, mean."""
         b = self.branch
@@ -253,11 +272,13 @@ class AudioTower(FrozenTower):
         c_freq_bin = sf // b.freq_ratio
         x = x.reshape(n, c, sf // c_freq_bin, c_freq_bin, st)
         x = x.permute(0, 1, 3, 2, 4).contiguous().reshape(n, c, c_freq_bin, -1)
-        return torch.flatten(b.avgpool(torch.flatten(x, 2)), 1)
+        return torch.flatten(b.avgpool(torch.flatten(x, 2)), 1).float()
 
+    @low_precision_compute
     def project(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.audio_projection(emb)
+        return self.audio_projection(emb).float()
 
+    @low_precision_compute
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         x = self.embed(self.frontend(wave))
         for s in range(len(self.stages)):
@@ -291,10 +312,14 @@ class ClapTextTower(FrozenTower):
         mask = mask.long()
         return torch.cumsum(mask, dim=1) * mask + self.pad_token_id
 
+    @low_precision_compute
     def encode_embeddings(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(C, L, W) word embeddings + (C, L) mask -> (C, D); bit-identical to the ids path."""
+        """(C, L, W) word embeddings + (C, L) mask -> (C, D) fp32; bit-identical to the ids path."""
+        if embeds.is_meta:  # shapes only: transformers' mask logic reads values
+            return embeds.new_empty(embeds.shape[0], self.text_projection[-1].out_features, dtype=torch.float32)
         out = self.text_branch(inputs_embeds=embeds, attention_mask=mask, position_ids=self.position_ids(mask))
-        return self.text_projection(out.pooler_output)
+        return self.text_projection(out.pooler_output).float()
 
+    @low_precision_compute
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encode_embeddings(self.word_embeddings(ids), mask)

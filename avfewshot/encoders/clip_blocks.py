@@ -9,6 +9,8 @@ projection reads the contiguous input; scaled dot-product attention and the outp
 the ones the module calls. Outputs equal the module's to rounding (checked in the tests).
 Blocks of other kinds (cross-attention, extra biases, dropout while training), and every block when
 no gradient is recorded (the module then runs its own fused kernel), use the module.
+On CPU in bf16 / fp16 (autocast) the attention itself is two batched products and a softmax instead of
+the fused SDPA kernel, whose low-precision backward is slow on CPU (``_explicit_attention``).
 """
 from __future__ import annotations
 
@@ -35,10 +37,23 @@ def self_attention(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.
     heads = attn.num_heads
     qkv = F.linear(x.contiguous(), attn.in_proj_weight, attn.in_proj_bias)  # one (N·L, E) @ (E, 3E) GEMM
     q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (N, H, L, d)
-    mask = attn_mask.to(x.dtype) if attn_mask is not None else None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    mask = attn_mask.to(q.dtype) if attn_mask is not None else None  # q is bf16 / fp16 under autocast
+    if q.dtype in (torch.bfloat16, torch.float16) and q.device.type == "cpu":
+        out = _explicit_attention(q, k, v, mask)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     out = out.transpose(1, 2).reshape(n, length, width)
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+
+
+def _explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """softmax(q kᵀ / √d + mask) v as two batched products: on CPU in bf16 the fused SDPA kernel's backward
+    measured 4x its fp32 time at ViT-B/32's 50 tokens (466 ms against 112 ms for 20 images x 2 steps),
+    while these products run on the bf16 matrix units."""
+    scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
+    if mask is not None:
+        scores = scores + mask
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 def block_forward(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

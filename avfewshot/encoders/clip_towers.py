@@ -12,7 +12,7 @@ from . import checkpoints as ckpt
 from . import specs
 from .clip_activation import OPENAI_METADATA_KEYS, choose_quick_gelu
 from .clip_blocks import block_forward, self_attention, transformer_forward
-from .frozen import FrozenTower, seeded_init, skip_weight_init
+from .frozen import FrozenTower, low_precision_compute, seeded_init, skip_weight_init
 from .tokenizers import ClipTokenizer
 
 log = logging.getLogger("avfewshot")
@@ -88,25 +88,34 @@ class ImageTower(FrozenTower):
     def num_tokens(self) -> int:
         return int(self.visual.positional_embedding.shape[0])
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised images -> (N, L, W) tokens after ln_pre (class token first)."""
-        return self.visual._embeds(images)
+    def extra_matmul_weights(self):
+        return [self.visual.proj] if isinstance(self.visual.proj, nn.Parameter) else []
 
+    @low_precision_compute
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> (N, L, W) tokens after ln_pre (class token first); the
+        residual stream stays fp32 when the weights are bf16 / fp16."""
+        return self.visual._embeds(images).float()
+
+    @low_precision_compute
     def attention_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Residual branch of block i's attention sub-layer: x + attention_part(i, x) is its output."""
         block = self.blocks[i]
         return block.ls_1(self_attention(block, block.ln_1(x)))
 
+    @low_precision_compute
     def mlp_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Residual branch of block i's MLP sub-layer: x + mlp_part(i, x) is its output."""
         block = self.blocks[i]
         return block.ls_2(block.mlp(block.ln_2(x)))
 
+    @low_precision_compute
     def head(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(N, L, W) final tokens -> (N, D): ln_post on the class token, then the projection."""
+        """(N, L, W) final tokens -> (N, D) fp32: ln_post on the class token, then the projection."""
         pooled, _ = self.visual._pool(tokens)
-        return pooled @ self.visual.proj if self.visual.proj is not None else pooled
+        return (pooled @ self.visual.proj if self.visual.proj is not None else pooled).float()
 
+    @low_precision_compute
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.embed(images)
         for block in self.blocks:
@@ -142,15 +151,20 @@ class ClipTextTower(FrozenTower):
         """list[str] -> (C, context_length) int64, <start> ... <end> then zeros."""
         return self.tokenizer(list(texts))
 
+    def extra_matmul_weights(self):
+        return [self.text_projection] if isinstance(self.text_projection, nn.Parameter) else []
+
+    @low_precision_compute
     def encode_embeddings(self, x: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
-        """(C, ctx, W) token embeddings (no positions yet) + (C,) EOT positions -> (C, D)."""
-        x = x + self.positional_embedding.to(x.dtype)
+        """(C, ctx, W) token embeddings (no positions yet) + (C,) EOT positions -> (C, D) fp32."""
+        x = x.float() + self.positional_embedding.float()
         x = transformer_forward(self.transformer, x, self.attn_mask)
         x = self.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot_index]
         if isinstance(self.text_projection, nn.Linear):
-            return self.text_projection(x)
-        return x @ self.text_projection
+            return self.text_projection(x).float()
+        return (x @ self.text_projection).float()
 
+    @low_precision_compute
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.encode_embeddings(self.token_embedding(ids), ids.argmax(dim=-1))

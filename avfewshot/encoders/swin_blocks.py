@@ -19,6 +19,13 @@ output up to float rounding. Measured with denormals flushed, 20 inputs, forward
 
 The tower's parameters and buffers are read, never copied or changed; the released block stays
 the reference (``tests/test_swin_blocks.py`` compares outputs and input gradients).
+
+Precision. Under autocast (bf16 / fp16, the tower's weights stored in that dtype or not) the GEMMs
+and the attention products run in the autocast dtype: the normed tokens are cast once for the three
+q/k/v products, the relative-position bias and the shift mask (fp32) are added to the
+low-precision scores, the softmax reads them in the scores' dtype. The residual stream (x and the
+two sums) keeps x's dtype (fp32 in the towers). Measured error against fp32 on the same weights:
+``tests/test_swin_blocks.py``.
 """
 from __future__ import annotations
 
@@ -92,9 +99,13 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     order, inverse = (t.to(x.device) for t in window_order(height, width, window, shift))
     h = block.norm1(x)
+    w, bias = attn.qkv.weight, attn.qkv.bias
+    low = torch.get_autocast_dtype(x.device.type) if x.device.type in ("cpu", "cuda") and \
+        torch.is_autocast_enabled(x.device.type) else None
+    if low is not None and h.dtype != low:
+        h = h.to(low)  # once, not once per q / k / v product
     h = permute_tokens(h, order, inverse)  # (B, L, C) in windowed order
 
-    w, bias = attn.qkv.weight, attn.qkv.bias
     scale = attn.scale
 
     def heads_first(t: torch.Tensor) -> torch.Tensor:  # (B, L, C) -> (B, nW, heads, N, d)
@@ -108,7 +119,7 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if block.attn_mask is not None:
         additive = additive.unsqueeze(0) + block.attn_mask.unsqueeze(1)  # (nW, heads, N, N)
     scores = torch.matmul(q, k.transpose(-2, -1))
-    scores.add_(additive)
+    scores.add_(additive.to(scores.dtype))  # bf16 += fp32 in place takes a slow mixed-dtype kernel
     out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nW, heads, N, d)
     out = out.transpose(2, 3).reshape(b, length, c)
     out = F.linear(out, attn.proj.weight, attn.proj.bias)

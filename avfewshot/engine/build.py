@@ -11,6 +11,7 @@ Every command, the Python API and every benchmark build runs here.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -42,17 +43,18 @@ class TowerCache:
         self._items: Dict[str, Any] = {}
 
     @staticmethod
-    def key(model_cfg, placeholder_tokenizer: bool = False) -> str:
-        return repr((dataclasses.asdict(model_cfg), placeholder_tokenizer))
+    def key(model_cfg, placeholder_tokenizer: bool = False, device: Optional[str] = None) -> str:
+        return repr((dataclasses.asdict(model_cfg), placeholder_tokenizer, device))
 
-    def get(self, model_cfg, placeholder_tokenizer: bool = False):
-        key = self.key(model_cfg, placeholder_tokenizer)
+    def get(self, model_cfg, placeholder_tokenizer: bool = False, device: Optional[str] = None):
+        """The towers for ``model_cfg``; ``device="meta"`` builds shapes only (parameter counts)."""
+        key = self.key(model_cfg, placeholder_tokenizer, device)
         if key not in self._items:
             from ..encoders import build_backbone
 
             while len(self._items) >= self.capacity:
                 self._items.pop(next(iter(self._items)))
-            self._items[key] = build_backbone(model_cfg, placeholder_tokenizer=placeholder_tokenizer)
+            self._items[key] = build_backbone(model_cfg, placeholder_tokenizer=placeholder_tokenizer, device=device)
         return self._items[key]
 
     def clear(self) -> None:
@@ -86,7 +88,10 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     from ..methods import get_method_class, make_method_config
     from ..tasks import get_task
 
+    from ..precision import check_precision_pair
+
     get_task(cfg.task)
+    check_precision_pair(cfg.train.precision, cfg.model.frozen_dtype)
     method_cls = get_method_class(cfg.method)
     method_cfg = make_method_config(cfg.method, cfg.method_args)
     cfg.method_args = dataclasses.asdict(method_cfg)
@@ -163,7 +168,10 @@ def build_run(cfg: RunConfig, data: str = "train", towers: Optional[TowerCache] 
         raise ValueError(f"data={data!r}; valid: {', '.join(DATA_NEEDS)}")
     task = get_task(cfg.task)
     torch.manual_seed(cfg.seed)
-    backbone = (towers if towers is not None else default_towers()).get(cfg.model, placeholder_tokenizer)
+    meta = cfg.train.device == "meta"  # shapes only: parameter counts without memory (data must be "none")
+    if meta and data != "none":
+        raise UserError(f"train.device=meta builds shapes only; it cannot read data (data={data!r})")
+    backbone = (towers if towers is not None else default_towers()).get(cfg.model, placeholder_tokenizer, "meta" if meta else None)
     ctx = context()
     if ctx.enabled and not ctx.main:
         ctx.barrier()  # rank 0 synthesises the demo / writes the split first
@@ -179,7 +187,8 @@ def build_run(cfg: RunConfig, data: str = "train", towers: Optional[TowerCache] 
         ctx.barrier()
     labels = task.class_list(list(names))
     torch.manual_seed(cfg.seed)  # the method's initialisation depends on the seed only
-    method = build_method(cfg.method, backbone, task, labels, cfg.method_args)
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        method = build_method(cfg.method, backbone, task, labels, cfg.method_args)
     if cfg.init:
         from .bundles import load_bundle_into
 

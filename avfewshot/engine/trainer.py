@@ -85,7 +85,7 @@ def predict(method, dataset, cfg: RunConfig, progress: bool = False, desc: str =
 
     from .device import to_device
     from .distributed import context
-    from .precision import autocast_context
+    from ..precision import autocast_context
 
     method.eval()
     device = model_device(method)
@@ -130,7 +130,7 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
     from tqdm import tqdm
 
     from .device import to_device
-    from .precision import autocast_context
+    from ..precision import autocast_context
 
     model = model or method
     method.train()
@@ -319,7 +319,7 @@ def _train(cfg: RunConfig, run, run_dir: Path, checkpoint: Optional[Dict], progr
     from .tensorboard import close_writer, log_scalars, tensorboard_writer_for
 
     method, task, data = run.method, run.task, run.data
-    from .precision import grad_scaler
+    from ..precision import grad_scaler
 
     optimizer = make_optimizer(method.optimizer_param_groups(cfg.train), cfg)
     scheduler = make_scheduler(optimizer, cfg)

@@ -3,8 +3,9 @@
 Valid only where the tower's output does not depend on anything trained (zero-shot, linear
 probe, CoOp / CoCoOp image and audio sides, CLIP-Adapter); methods say which features they may
 read through ``Method.cacheable_features``. Entries are keyed by the tower fingerprint
-(architecture + weights + preprocessing) and the clip's decoded-input key (media identity + every
-preprocessing parameter), so any change misses. Written atomically; kept in memory too.
+(architecture + weights + preprocessing), the precision the towers compute in (autocast's dtype at
+the time: bf16 features never answer an fp32 run) and the clip's decoded-input key (media identity +
+every preprocessing parameter), so any change misses; never by device. Written atomically; kept in memory too.
 
 Each ``.pt`` entry holds ``{"format", "crc32", "tensor"}``: the CRC-32 of the tensor's bytes is
 checked on read, so an entry whose bytes changed on disk (or that is not an entry at all) is
@@ -23,6 +24,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ..paths import feature_cache_dir
+from ..precision import active_autocast_dtype, name_of
 
 log = logging.getLogger("avfewshot")
 FEATURE_FORMAT = 2  # 2: entries carry a CRC-32 of the tensor bytes (folders of format 1 are never read)
@@ -60,17 +62,25 @@ class FeatureStore:
         self.hits = 0
         self.misses = 0
 
-    def _folder(self, tower: str) -> Path:
+    def _folder(self, tower: str, compute: str) -> Path:
         identity = f"format={FEATURE_FORMAT}|{self.backbone.fingerprint(tower)}"
+        if compute != "fp32":  # fp32 folders keep their names
+            identity += f"|compute={compute}"
         digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
         return self.root / f"{tower}-{digest}"
 
-    def _load(self, tower: str, key: str) -> Optional[torch.Tensor]:
-        mem_key = f"{tower}/{key}"
+    def compute_precision(self) -> str:
+        """fp32 | bf16 | fp16: the dtype autocast computes in right now on the towers' device."""
+        scale = getattr(self.backbone, "clip_logit_scale", None)
+        dtype = active_autocast_dtype(scale.device.type if isinstance(scale, torch.Tensor) else "cpu")
+        return "fp32" if dtype is None else name_of(dtype)
+
+    def _load(self, tower: str, key: str, compute: str) -> Optional[torch.Tensor]:
+        mem_key = f"{tower}/{compute}/{key}"
         if mem_key in self._memory:
             return self._memory[mem_key]
         if self.on_disk:
-            path = self._folder(tower) / f"{key}.pt"
+            path = self._folder(tower, compute) / f"{key}.pt"
             if path.exists():
                 try:
                     value = unpack_entry(torch.load(path, weights_only=True, map_location="cpu"))
@@ -83,11 +93,11 @@ class FeatureStore:
                 return value
         return None
 
-    def _save(self, tower: str, key: str, value: torch.Tensor) -> None:
-        self._memory[f"{tower}/{key}"] = value
+    def _save(self, tower: str, key: str, compute: str, value: torch.Tensor) -> None:
+        self._memory[f"{tower}/{compute}/{key}"] = value
         if not self.on_disk:
             return
-        folder = self._folder(tower)
+        folder = self._folder(tower, compute)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key[:16]}-", suffix=".tmp")
@@ -106,7 +116,8 @@ class FeatureStore:
         keys: List[str] = list(batch["cache_key"])
         if not self.enabled:
             return compute(batch)
-        cached = [self._load(tower, k) for k in keys]
+        compute_in = self.compute_precision()
+        cached = [self._load(tower, k, compute_in) for k in keys]
         if all(c is not None for c in cached):
             self.hits += len(keys)
             return torch.stack(cached)
@@ -117,5 +128,5 @@ class FeatureStore:
             out = compute(batch)
         with torch.inference_mode(False):  # a normal CPU copy, even when computed in inference mode on a GPU
             for key, value in zip(keys, out):
-                self._save(tower, key, value.detach().to("cpu", copy=True))
+                self._save(tower, key, compute_in, value.detach().to("cpu", copy=True))
         return out

@@ -222,8 +222,7 @@ def htsat_with_prompts(audio_tower, wave: torch.Tensor, prompts: Dict[int, torch
             else:
                 x, carried = swin_block_with_prompts(block, x, carried)
             index += 1
-        if stage.downsample is not None:
-            x = stage.downsample(x)  # prompts are dropped before patch merging
+        x = audio_tower.downsample(s, x)  # prompts are dropped before patch merging
     return audio_tower.project(audio_tower.head(x))
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import autocast_disabled
 from ..errors import UserError
 from .clap_prompts import ClapPromptLearner, overwrite_layer_inputs
 from .clip_prompts import ClipPromptLearner
@@ -36,12 +37,15 @@ __all__ = [
 
 def cosine_logits(features: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """scale * cos. features (..., D) with text (C, D) -> (..., C); with per-sample text (N, C, D) and
-    features (N, D) -> (N, C)."""
-    features = F.normalize(features, dim=-1)
-    text = F.normalize(text, dim=-1)
-    if text.dim() == 2:
-        return scale * features @ text.t()
-    return scale * torch.einsum("nd,ncd->nc", features, text)
+    features (N, D) -> (N, C). Always fp32, under autocast too: the scale (~100) multiplies the
+    rounding of low-precision cosines, and the product is small."""
+    scale = scale.float() if isinstance(scale, torch.Tensor) else scale
+    with autocast_disabled(features.device.type):
+        features = F.normalize(features.float(), dim=-1)
+        text = F.normalize(text.float(), dim=-1)
+        if text.dim() == 2:
+            return scale * features @ text.t()
+        return scale * torch.einsum("nd,ncd->nc", features, text)
 
 
 # -- small learnable modules ------------------------------------------------------------------
