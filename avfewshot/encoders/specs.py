@@ -96,6 +96,7 @@ class ClapCheckpoint:
     mel_scale: str  # the mel filterbank the model was trained with: slaney (torchlibrosa) | htk (torchaudio)
     source: str
     description: str = ""
+    built: str = ""  # "demo": not downloaded but built on first use into paths.built_weights_dir()
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class ClipCheckpoint:
     hf_hub: str
     quick_gelu: bool
     source: str
+    built: str = ""  # "demo": not downloaded but built on first use into paths.built_weights_dir()
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
         "train_seconds": round(train_time, 2),
         "total_seconds": round(time.time() - started, 2),
         "environment": _environment(),
+        "text_feature_check": method.text_feature_report() if hasattr(method, "text_feature_report") else [],
     }
     if ctx.main:
         res.save_torch(run_dir / res.FINAL_CKPT, {"method": cfg.method, "state": method.trainable_state()})
