@@ -49,6 +49,7 @@ def test_a_collapsed_clap_text_tower_warns_naming_the_branch(caplog):
 
 
 # -- building --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_builds_are_byte_identical_for_a_seed_and_load_through_the_checkpoint_code(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_towers, "STEPS", {"clip": 3, "clap": 3})
     monkeypatch.setattr(demo_towers, "POOL_PER_CONCEPT", {"clip": 2, "clap": 2})

@@ -8,6 +8,9 @@ def add_commands(subparsers) -> None:
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
     listing = sub.add_parser("list", help="architectures, checkpoints and tokenizers, and whether they are on disk")
     listing.set_defaults(func=list_models)
+    build = sub.add_parser("build-demo", help="pretrain the demo towers on the synthetic concept world now "
+                                              "(otherwise built on first use)")
+    build.set_defaults(func=build_demo)
     models.set_defaults(func=lambda args: (models.print_help(), 2)[1])
 
 
@@ -56,4 +59,14 @@ def list_models(args) -> int:
         print(f"  {name:22s} {tok:14s} {note:18s} {folder}")
     print("\n'demo' weights are the tiny towers pretrained on the synthetic concept world (the embedded demo's "
           "default),\nbuilt into the cache on first use; 'none' builds a randomly initialised tower (seeded).")
+    return 0
+
+
+def build_demo(args) -> int:
+    import logging
+
+    from ..encoders.demo_towers import ensure_demo_towers
+
+    logging.getLogger("avfewshot").setLevel(logging.INFO)
+    print(f"demo towers: {ensure_demo_towers()}")
     return 0

@@ -45,7 +45,7 @@ _LOCK = threading.Lock()
 # The lower layers keep their seeded random weights (random features already separate colours and
 # tones); the upper layers, the heads and the text towers are trained. Frozen-prefix outputs are
 # computed once for a fixed pool of examples, so a step costs only the trained part (<= 60 s on 2 cores).
-STEPS = {"clip": 120, "clap": 200}
+STEPS = {"clip": 100, "clap": 200}
 BATCH = 48
 POOL_PER_CONCEPT = {"clip": 12, "clap": 12}
 LR = {"clip": 3e-3, "clap": 3e-3}
