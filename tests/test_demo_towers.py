@@ -86,3 +86,20 @@ def test_pretrained_demo_towers_give_distinct_class_prompt_features():
         for report in method.text_feature_report():
             assert report["max_cosine"] < 0.9, report
             assert not report["collapsed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["zeroshot_clip", "zeroshot_clap", "zeroshot"])
+def test_zero_shot_on_the_demo_is_above_chance(tmp_path, method):
+    """The pretrained towers know the demo's classes: zero-shot on llp_cls beats chance (1 / 25 classes);
+    fused by at least 10 points. The check of the class prompts is recorded in metrics.json."""
+    import avfewshot
+    from avfewshot.api import make_config
+
+    cfg = make_config(task="llp_cls", method=method, shots=0, seed=1, results_dir=str(tmp_path))
+    metrics = avfewshot.run(cfg=cfg, progress=False)
+    chance = 100.0 / 25
+    margin = 10.0 if method == "zeroshot" else 0.0
+    assert metrics["test"]["accuracy"] > chance + margin
+    checks = metrics["text_feature_check"]
+    assert checks and all(not c["collapsed"] and c["max_cosine"] < 0.9 for c in checks)

@@ -33,7 +33,7 @@ from . import specs
 
 log = logging.getLogger("avfewshot")
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 DEMO_SEED = 0
 THREADS = 1  # fixed, so float reductions (and the files) do not depend on the core count; fastest on a shared machine
 CLIP_ARCH, CLAP_ARCH = "tiny", "tiny"
@@ -49,6 +49,8 @@ STEPS = {"clip": 100, "clap": 200}
 BATCH = 48
 POOL_PER_CONCEPT = {"clip": 12, "clap": 12}
 LR = {"clip": 3e-3, "clap": 3e-3}
+# The temperature stays at CLIP's initial 1/0.07: a learned one grows until nearly parallel text features
+# separate the classes, and the class prompts' features must differ in direction (max cosine < 0.9).
 FROZEN_CLIP_BLOCKS = 2  # of the image tower's 4
 FROZEN_CLAP_STAGES = 2  # of HTS-AT's 4 (with the patch embedding and bn0)
 
@@ -72,13 +74,21 @@ def _cosine_lr(optimizer, base: float, step: int, total: int, warmup: int = 20) 
 def _contrastive(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Both directions of CLIP's loss with every caption of the batch's concepts as a class:
     media -> its concept's caption, and each present caption -> the mean over its media."""
-    logits = scale.exp().clamp(max=100.0) * F.normalize(features, dim=-1) @ F.normalize(text, dim=-1).t()
+    logits = scale.exp() * F.normalize(features, dim=-1) @ F.normalize(text, dim=-1).t()
     media_to_text = F.cross_entropy(logits, labels)
     present = torch.unique(labels)
     target = (labels[None, :] == present[:, None]).float()
     target = target / target.sum(dim=1, keepdim=True)
     text_to_media = -(target * F.log_softmax(logits.t()[present], dim=1)).sum(dim=1).mean()
     return 0.5 * (media_to_text + text_to_media)
+
+
+def _caption_pair_loss(first: torch.Tensor, second: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Two captions of each concept are positives, other concepts negatives: keeps every concept's text
+    feature apart from the others even where the pictures or sounds of two concepts look alike."""
+    logits = scale.exp() * F.normalize(first, dim=-1) @ F.normalize(second, dim=-1).t()
+    target = torch.arange(first.shape[0])
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
 def _caption_tables(concepts, templates) -> List[List[str]]:
@@ -92,7 +102,7 @@ def _pick_captions(tables: List[List[str]], rng: np.random.Generator) -> List[st
 
 # -- CLIP --------------------------------------------------------------------------------------
 def _clip_text(model, ids: torch.Tensor) -> torch.Tensor:
-    """open_clip's text forward on the first ``TEXT_CONTEXT`` tokens: the attention is causal and the
+    """open_clip's text forward on the first tokens (up to the longest caption): the attention is causal and the
     features are read at the end token, so the later (padding) positions never change them."""
     from .clip_blocks import transformer_forward
 
@@ -156,13 +166,15 @@ def train_clip(seed: int) -> Dict[str, torch.Tensor]:
         for block in blocks[FROZEN_CLIP_BLOCKS:]:
             x = block_forward(block, x)
         pooled, _ = visual._pool(x)
-        ids = tokenizer(_pick_captions(tables, rng))
-        ids = ids[:, : int((ids != 0).sum(dim=1).max())]
-        return _contrastive(pooled @ visual.proj, _clip_text(model, ids), targets[batch], model.logit_scale)
+        ids = tokenizer(_pick_captions(tables, rng) + _pick_captions(tables, rng))
+        text = _clip_text(model, ids[:, : int((ids != 0).sum(dim=1).max())])
+        first, second = text[: len(concepts)], text[len(concepts):]
+        return (_contrastive(pooled @ visual.proj, first, targets[batch], model.logit_scale)
+                + _caption_pair_loss(first, second, model.logit_scale))
 
     trained = [*blocks[FROZEN_CLIP_BLOCKS:].parameters(), *visual.ln_post.parameters(), visual.proj,
                *model.transformer.parameters(), *model.ln_final.parameters(), model.positional_embedding,
-               model.text_projection, model.logit_scale]
+               model.text_projection]
     _train("clip", trained, step_loss, STEPS["clip"])
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
@@ -205,14 +217,16 @@ def train_clap(seed: int) -> Dict[str, torch.Tensor]:
         x = tokens[batch]
         for s in range(FROZEN_CLAP_STAGES, len(audio.stages)):
             x = audio.run_stage(s, x)
-        ids, mask = text.tokenize(_pick_captions(tables, rng))
+        ids, mask = text.tokenize(_pick_captions(tables, rng) + _pick_captions(tables, rng))
         length = int(mask.sum(dim=1).max())
-        return _contrastive(audio.project(audio.head(x)), text(ids[:, :length], mask[:, :length]),
-                            targets[batch], model.logit_scale_a)
+        both = text(ids[:, :length], mask[:, :length])
+        first, second = both[: len(concepts)], both[len(concepts):]
+        return (_contrastive(audio.project(audio.head(x)), first, targets[batch], model.logit_scale_a)
+                + _caption_pair_loss(first, second, model.logit_scale_a))
 
     trained = [*(p for stage in audio.stages[FROZEN_CLAP_STAGES:] for p in stage.parameters()),
                *branch.norm.parameters(), *model.audio_projection.parameters(),
-               *model.text_branch.parameters(), *model.text_projection.parameters(), model.logit_scale_a]
+               *model.text_branch.parameters(), *model.text_projection.parameters()]
     _train("clap", trained, step_loss, STEPS["clap"])
     with torch.no_grad():
         model.logit_scale_t.copy_(model.logit_scale_a)

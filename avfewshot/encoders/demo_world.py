@@ -77,11 +77,10 @@ def render_sound(concept: WorldConcept, other: WorldConcept, rng: np.random.Gene
     noise = rng.uniform(0.002, 0.03)
     signal = rng.standard_normal(rate) * noise
     if concept.tone > 0:
-        hz = concept.tone + rng.uniform(-1.5, 1.5)
+        hz = concept.tone + rng.uniform(-3.0, 3.0)
         amplitude = rng.uniform(0.1, 0.5)
         signal += amplitude * np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi))
-        if rng.random() < 0.5:
-            signal += amplitude * rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * 2 * hz * t + rng.uniform(0, 2 * np.pi))
+        signal += amplitude * rng.uniform(0.1, 0.5) * np.sin(2 * np.pi * 2 * hz * t + rng.uniform(0, 2 * np.pi))
         if other.tone > 0 and rng.random() < 0.3:
             signal += amplitude * rng.uniform(0.1, 0.3) * np.sin(2 * np.pi * other.tone * t)
     return signal.astype(np.float32)
