@@ -225,8 +225,9 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     if cfg.demo:
-        say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
-            "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
+        say(f"[avfewshot] no --data-root: running on the embedded synthetic demo with tiny encoders (weights "
+            f"{cfg.model.clip_weights} / {cfg.model.clap_weights}; 'demo' = pretrained on the synthetic concepts). Its "
+            f"numbers only show that the pipeline works; they say nothing about the method.")
     run = build_run(cfg, data="train")
     method, task, data = run.method, run.task, run.data
     if method.features is not None and {"image", "audio"} <= set(method.cacheable_features):
