@@ -127,14 +127,15 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     },
 }
 
-# The embedded demo: tiny random encoders (its numbers only show the pipeline works). A method may
-# add demo settings in runners/demo/<method>.yaml: random tiny towers give features with little
-# spread across clips, so their heads need larger learning rates than real CLIP / CLAP features.
+# The embedded demo: the tiny towers pretrained on the synthetic concept world (built into the cache on
+# first use, see encoders/demo_towers.py), so zero-shot, the audio branch and transfer show. Tests that
+# want the random towers set model.clip_weights=none model.clap_weights=none. A method may add demo
+# settings in runners/demo/<method>.yaml.
 DEMO_OVERRIDES: Dict[str, Any] = {
     "model.clip_arch": "tiny",
-    "model.clip_weights": "none",
+    "model.clip_weights": "demo",
     "model.clap_arch": "tiny",
-    "model.clap_weights": "none",
+    "model.clap_weights": "demo",
     "model.audio_frontend": "native",  # the tiny CLAP has its own 16 kHz front end
 }
 

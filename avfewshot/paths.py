@@ -31,6 +31,11 @@ def weights_dir() -> Path:
     return Path(env).expanduser() if env else cache_root() / "weights"
 
 
+def built_weights_dir() -> Path:
+    """Where weights built on first use (the demo towers) go: <cache_root>/built-weights."""
+    return cache_root() / "built-weights"
+
+
 def decoded_cache_dir() -> Path:
     return cache_root() / "decoded"
 

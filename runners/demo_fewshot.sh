@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The few-shot / zero-shot experiment on the embedded synthetic demo (tiny random encoders, short training):
+# The few-shot / zero-shot experiment on the embedded synthetic demo (tiny towers pretrained on the synthetic
+# concept world, built on first use; short training):
 # it checks the whole workflow in minutes on a CPU; its numbers say nothing about the methods.
 #   1. sweep: every method x {1, 4, 16} shots x seeds {1, 2} on llp_cls
 #   2. zero-shot: pretrain DG-SCT on the synthetic VGG-Sound 40K, evaluate its bundle on llp_cls at 0 shots

@@ -27,7 +27,10 @@ def test_recipe_then_overrides(tmp_path):
 
 def test_demo_uses_tiny_encoders():
     cfg = resolve_config({})
-    assert cfg.demo and cfg.model.clip_arch == "tiny" and cfg.model.clap_weights == "none"
+    assert cfg.demo and cfg.model.clip_arch == "tiny"
+    assert (cfg.model.clip_weights, cfg.model.clap_weights) == ("demo", "demo")  # the pretrained demo towers
+    random = resolve_config({}, overrides={"model.clip_weights": "none", "model.clap_weights": "none"})
+    assert (random.model.clip_weights, random.model.clap_weights) == ("none", "none")  # still an option
     real = resolve_config({"data.root": "/data"})
     assert not real.demo and real.model.clip_arch == "ViT-B-32"
 

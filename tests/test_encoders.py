@@ -187,7 +187,8 @@ def test_architecture_table_matches_the_released_models():
     assert fe.get("clap").frames == 1001 and fe.get("dgsct").frames == 1001
     assert fe.get("tiny").frames <= specs.clap_arch("tiny").max_frames
     names = specs.catalogue().clap_checkpoints.names()
-    assert names == ["630k-audioset-best", "630k-audioset-fusion-best", "630k-best", "630k-fusion-best"]
+    assert names == ["630k-audioset-best", "630k-audioset-fusion-best", "630k-best", "630k-fusion-best", "demo"]
+    assert specs.clap_checkpoint("demo").built == "demo" and specs.clip_checkpoint("tiny", "demo").built == "demo"
     assert specs.clip_checkpoint("ViT-B-16-quickgelu", "openai").quick_gelu
     cfg = specs.clip_arch("ViT-B-32-quickgelu").model_cfg()
     assert cfg["quick_gelu"] and cfg["vision_cfg"]["patch_size"] == 32

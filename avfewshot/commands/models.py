@@ -8,6 +8,9 @@ def add_commands(subparsers) -> None:
     sub = models.add_subparsers(dest="models_command", metavar="ACTION")
     listing = sub.add_parser("list", help="architectures, checkpoints and tokenizers, and whether they are on disk")
     listing.set_defaults(func=list_models)
+    build = sub.add_parser("build-demo", help="pretrain the demo towers on the synthetic concept world now "
+                                              "(otherwise built on first use)")
+    build.set_defaults(func=build_demo)
     models.set_defaults(func=lambda args: (models.print_help(), 2)[1])
 
 
@@ -34,15 +37,16 @@ def list_models(args) -> int:
     for tag in specs.clip_tags():
         for arch, entry in sorted(cat.clip_checkpoints[tag].items()):
             found = next((p for p in ckpt.clip_candidates(arch, tag) if p.is_file()), None)
-            where = found or paths.weights_dir() / entry.files[0]
-            print(f"  {tag:10s} {arch + '(-quickgelu)':24s} {'present' if found else 'MISSING':8s} {where}")
-            if not found:
+            where = found or ckpt.entry_folder(entry) / entry.files[0]
+            state = "present" if found else ("built on first use" if entry.built else "MISSING")
+            print(f"  {tag:10s} {arch + '(-quickgelu)':24s} {state:8s} {where}")
+            if not found and not entry.built:
                 print(f"  {'':10s} {'':24s} {'':8s} source: {entry.source}")
     print("\nCLAP weights (model.clap_weights):")
     for name in cat.clap_checkpoints.names():
         entry = cat.clap_checkpoints.get(name)
-        path = paths.weights_dir() / entry.file
-        state = "present" if path.is_file() else "MISSING"
+        path = ckpt.entry_folder(entry) / entry.file
+        state = "present" if path.is_file() else ("built on first use" if entry.built else "MISSING")
         kind = "fused" if entry.fused else "unfused"
         print(f"  {name:28s} {kind:8s} {state:8s} {path}")
         if state == "MISSING":
@@ -53,5 +57,16 @@ def list_models(args) -> int:
         present = all((folder / f).is_file() for f in ("vocab.json", "merges.txt"))
         note = "present" if present else ("built on first use" if tok == "tiny-bpe" else "MISSING")
         print(f"  {name:22s} {tok:14s} {note:18s} {folder}")
-    print("\n'none' as weights builds a randomly initialised tower (seeded), e.g. for the demo.")
+    print("\n'demo' weights are the tiny towers pretrained on the synthetic concept world (the embedded demo's "
+          "default),\nbuilt into the cache on first use; 'none' builds a randomly initialised tower (seeded).")
+    return 0
+
+
+def build_demo(args) -> int:
+    import logging
+
+    from ..encoders.demo_towers import ensure_demo_towers
+
+    logging.getLogger("avfewshot").setLevel(logging.INFO)
+    print(f"demo towers: {ensure_demo_towers()}")
     return 0

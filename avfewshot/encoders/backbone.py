@@ -146,6 +146,10 @@ def _build_backbone(cfg: ModelConfig, placeholder_tokenizer: bool) -> Backbone:
     from . import checkpoints as ckpt
     from . import specs
 
+    from .demo_towers import ensure_demo_towers, needs_demo_towers
+
+    if needs_demo_towers(cfg.clip_weights, cfg.clap_weights, cfg.clip_arch):
+        ensure_demo_towers()  # the demo's pretrained towers: built into the cache on first use
     # resolve every file first, so a missing checkpoint fails within seconds
     ckpt.resolve_clip_weights(cfg.clip_arch, cfg.clip_weights)
     ckpt.resolve_clap_weights(cfg.clap_weights)

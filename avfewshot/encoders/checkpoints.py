@@ -64,6 +64,16 @@ def _direct_file(weights: str, what: str) -> Path:
     return path
 
 
+def entry_folder(entry) -> Path:
+    """Released weights live in the weights folder; weights built on first use (``built``) in the cache."""
+    return paths.built_weights_dir() if getattr(entry, "built", "") else paths.weights_dir()
+
+
+def _not_built(what: str, name: str, path: Path) -> MissingCheckpointError:
+    return MissingCheckpointError(f"{what} weights {name!r} are built on first use and are not at {path} yet: "
+                                  f"build_backbone builds them (or run `avfewshot models build-demo`)")
+
+
 # -- CLAP ------------------------------------------------------------------------------------
 def resolve_clap_weights(weights: Optional[str]) -> ResolvedWeights:
     if is_none(weights):
@@ -74,7 +84,9 @@ def resolve_clap_weights(weights: Optional[str]) -> ResolvedWeights:
             return ResolvedWeights(weights, _direct_file(weights, "CLAP"))
         valid = ", ".join(specs.catalogue().clap_checkpoints.names())
         raise UserError(f"unknown CLAP weights {weights!r}: use a tag ({valid}), a file path, or 'none'")
-    path = paths.weights_dir() / entry.file
+    path = entry_folder(entry) / entry.file
+    if not path.is_file() and entry.built:
+        raise _not_built("CLAP", entry.name, path)
     if not path.is_file():
         raise MissingCheckpointError(
             f"CLAP checkpoint {entry.name!r} not found at {path}. Download it from {entry.source} and put it "
@@ -102,7 +114,8 @@ def clip_candidates(arch: str, tag: str) -> List[Path]:
     entry = specs.clip_checkpoint(arch, tag)
     if entry is None:
         return []
-    return [paths.weights_dir() / f for f in entry.files] + hf_cache_candidates(entry.hf_hub)
+    local = [entry_folder(entry) / f for f in entry.files]
+    return local + (hf_cache_candidates(entry.hf_hub) if entry.hf_hub else [])
 
 
 def resolve_clip_weights(arch: str, weights: Optional[str]) -> ResolvedWeights:
@@ -118,7 +131,9 @@ def resolve_clip_weights(arch: str, weights: Optional[str]) -> ResolvedWeights:
     for path in clip_candidates(arch, weights):
         if path.is_file():
             return ResolvedWeights(weights, path, tag=weights)
-    expected = paths.weights_dir() / entry.files[0]
+    expected = entry_folder(entry) / entry.files[0]
+    if entry.built:
+        raise _not_built("CLIP", weights, expected)
     raise MissingCheckpointError(
         f"CLIP {entry.arch} weights {weights!r} not found at {expected} (also looked for "
         f"{', '.join(entry.files[1:])} there and in the Hugging Face cache for {entry.hf_hub}). Download "

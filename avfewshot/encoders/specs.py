@@ -96,6 +96,7 @@ class ClapCheckpoint:
     mel_scale: str  # the mel filterbank the model was trained with: slaney (torchlibrosa) | htk (torchaudio)
     source: str
     description: str = ""
+    built: str = ""  # "demo": not downloaded but built on first use into paths.built_weights_dir()
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class ClipCheckpoint:
     quick_gelu: bool
     source: str
     torchscript_sha256: Optional[str] = None  # the released TorchScript file's digest (from its download URL)
+    built: str = ""  # "demo": not downloaded but built on first use into paths.built_weights_dir()
 
 
 @dataclass(frozen=True)

@@ -251,8 +251,9 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     if cfg.demo:
-        say("[avfewshot] no --data-root: running on the embedded synthetic demo with tiny randomly initialised "
-            "encoders. Its numbers only show that the pipeline works; they say nothing about the method.")
+        say(f"[avfewshot] no --data-root: running on the embedded synthetic demo with tiny encoders (weights "
+            f"{cfg.model.clip_weights} / {cfg.model.clap_weights}; 'demo' = pretrained on the synthetic concepts). Its "
+            f"numbers only show that the pipeline works; they say nothing about the method.")
     device = resolve_device(cfg.train.device)
     run = build_run(cfg, data="train")
     method, task, data = run.method, run.task, run.data
@@ -299,6 +300,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, say, ctx) -> Dict:
         "train_seconds": round(train_time, 2),
         "total_seconds": round(time.time() - started, 2),
         "environment": _environment(device, cfg.train.precision),
+        "text_feature_check": method.text_feature_report() if hasattr(method, "text_feature_report") else [],
     }
     if ctx.main:
         res.save_torch(run_dir / res.FINAL_CKPT, {"method": cfg.method, "state": method.trainable_state()})

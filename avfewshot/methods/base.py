@@ -170,4 +170,7 @@ def make_method_config(name: str, args: Dict[str, Any]) -> MethodConfig:
 
 def build_method(name: str, backbone, task, class_names: List[str], args: Optional[Dict[str, Any]] = None) -> Method:
     cfg = make_method_config(name, args or {})
-    return get_method_class(name)(backbone, task, class_names, cfg)
+    method = get_method_class(name)(backbone, task, class_names, cfg)
+    if callable(getattr(method, "check_text_features", None)):
+        method.check_text_features()  # warns when the class prompts' text features collapsed
+    return method

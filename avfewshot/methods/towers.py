@@ -7,12 +7,15 @@ import torch
 
 from .. import prompts
 from . import fusion as fusion_lib
+from . import text_check
 
 
 class TowerFeatures:
     """Mixin for ``Method`` subclasses (needs ``self.backbone``, ``self.cfg``, ``self.class_names``)."""
 
     features = None  # a FeatureStore set by the engine when the feature cache is on
+    #: branches that classify with class-prompt text features (checked once when the method is built)
+    text_branches = ("visual", "audio")
 
     # -- text ------------------------------------------------------------------------------
     def clip_prompts(self):
@@ -23,12 +26,32 @@ class TowerFeatures:
 
     def encode_clip_prompts(self) -> torch.Tensor:
         text = self.backbone.clip_text
-        return text(text.tokenize(self.clip_prompts()))
+        return self._checked("visual", text(text.tokenize(self.clip_prompts())))
 
     def encode_clap_prompts(self) -> torch.Tensor:
         text = self.backbone.clap_text
         ids, mask = text.tokenize(self.clap_prompts())
-        return text(ids, mask)
+        return self._checked("audio", text(ids, mask))
+
+    def _checked(self, branch: str, features: torch.Tensor) -> torch.Tensor:
+        """Record (once per branch) whether the fixed class prompts' features collapsed; warn if they did."""
+        reports = self.__dict__.setdefault("_text_reports", {})
+        if branch not in reports:
+            reports[branch] = text_check.check_and_warn(features, self.class_names, branch)
+        return features
+
+    def check_text_features(self) -> None:
+        """Check the class prompts of every text branch not checked yet (methods that learn their prompts
+        encode the fixed ones here: a collapsed tower collapses learned prompts the same way)."""
+        reports = self.__dict__.setdefault("_text_reports", {})
+        with torch.no_grad():
+            for branch in self.text_branches:
+                if branch not in reports:
+                    (self.encode_clip_prompts if branch == "visual" else self.encode_clap_prompts)()
+
+    def text_feature_report(self) -> list:
+        """The checks, for metrics.json: one dict per branch (max cosine, closest classes, effective rank)."""
+        return [dict(r) for _, r in sorted(self.__dict__.get("_text_reports", {}).items())]
 
     # -- per-segment frozen features ---------------------------------------------------------
     def _image(self, batch: Dict) -> torch.Tensor:

@@ -23,6 +23,7 @@ class ZeroShot(TowerFeatures, Method):
     Config = MethodConfig
     cacheable_features = ("image", "audio")
     branches = ("visual", "audio")
+    text_branches = branches
 
     def __init__(self, backbone, task, class_names, cfg):
         super().__init__(backbone, task, class_names, cfg)
@@ -50,10 +51,10 @@ class ZeroShot(TowerFeatures, Method):
 @METHODS.register("zeroshot_clip")
 class ZeroShotCLIP(ZeroShot):
     name = "zeroshot_clip"
-    branches = ("visual",)
+    branches = text_branches = ("visual",)
 
 
 @METHODS.register("zeroshot_clap")
 class ZeroShotCLAP(ZeroShot):
     name = "zeroshot_clap"
-    branches = ("audio",)
+    branches = text_branches = ("audio",)

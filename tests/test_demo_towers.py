@@ -1,0 +1,105 @@
+"""The demo towers pretrained on the synthetic concept world, and the guard for collapsed text features."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from avfewshot.encoders import ModelConfig, build_backbone
+from avfewshot.encoders import checkpoints as ckpt
+from avfewshot.encoders import demo_towers
+from avfewshot.methods import build_method
+from avfewshot.methods.text_check import text_feature_report
+from avfewshot.prompts import read_class_file
+from avfewshot.tasks.base import get_task
+
+RANDOM = dict(clip_arch="tiny", clip_weights="none", clap_arch="tiny", clap_weights="none")
+DEMO = dict(clip_arch="tiny", clip_weights="demo", clap_arch="tiny", clap_weights="demo")
+
+
+# -- the guard ---------------------------------------------------------------------------------
+def test_report_flags_identical_features_and_names_the_closest_pair():
+    names = ["a", "b", "c", "d"]
+    distinct = text_feature_report(torch.eye(4, 8), names, "visual")
+    assert not distinct["collapsed"] and distinct["max_cosine"] == pytest.approx(0.0, abs=1e-6)
+    assert distinct["effective_rank"] == pytest.approx(4.0, rel=1e-6)
+    same = torch.ones(4, 8) + 1e-5 * torch.eye(4, 8)
+    same[3] += 0.5 * torch.eye(4, 8)[3]  # c and d differ most; a, b, c are the same vector
+    collapsed = text_feature_report(same, names, "audio")
+    assert collapsed["collapsed"] and collapsed["tower"] == "CLAP" and collapsed["max_cosine"] > 0.999
+    assert set(collapsed["closest"]) < {"a", "b", "c"}
+
+
+def test_a_collapsed_clap_text_tower_warns_naming_the_branch(caplog):
+    """Today's random tiny CLAP pools every prompt at <s> to the same vector: the audio branch is flagged."""
+    backbone = build_backbone(ModelConfig(**RANDOM))
+    task = get_task("llp_cls")
+    with caplog.at_level(logging.WARNING, logger="avfewshot"):
+        method = build_method("zeroshot", backbone, task, task.class_list(read_class_file("llp")))
+    reports = {r["branch"]: r for r in method.text_feature_report()}
+    assert reports["audio"]["collapsed"] and reports["audio"]["max_cosine"] > 0.999
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    audio = [w for w in warnings if "audio branch" in w]
+    assert audio and "CLAP" in audio[0] and "tokenizer" in audio[0]
+    assert reports["audio"]["closest"][0] in audio[0]
+    # a method that learns its prompts checks the fixed ones when built
+    coop = build_method("coop", backbone, task, task.class_list(read_class_file("llp")))
+    assert {r["branch"] for r in coop.text_feature_report()} == {"visual", "audio"}
+
+
+# -- building --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_builds_are_byte_identical_for_a_seed_and_load_through_the_checkpoint_code(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_towers, "STEPS", {"clip": 3, "clap": 3})
+    monkeypatch.setattr(demo_towers, "POOL_PER_CONCEPT", {"clip": 2, "clap": 2})
+    first = demo_towers.build_demo_towers(tmp_path / "one", seed=3)
+    second = demo_towers.build_demo_towers(tmp_path / "two", seed=3)
+    other = demo_towers.build_demo_towers(tmp_path / "three", seed=4)
+    for tower in ("clip", "clap"):
+        assert first[tower].read_bytes() == second[tower].read_bytes()
+        assert first[tower].read_bytes() != other[tower].read_bytes()
+    # released layouts: an open_clip state dict, and CLAP's {"state_dict": {"module.…": …}}
+    clip_state = ckpt.read_state_dict(first["clip"])
+    assert "visual.proj" in clip_state and "logit_scale" in clip_state
+    clap_file = ckpt.read_state_dict(first["clap"])
+    assert all(k.startswith("module.") for k in clap_file["state_dict"])
+    bb = build_backbone(ModelConfig(clip_arch="tiny", clip_weights=str(first["clip"]), clap_arch="tiny",
+                                    clap_weights=str(first["clap"])))
+    assert torch.equal(bb.clip_logit_scale, clip_state["logit_scale"])
+
+
+def test_demo_tag_resolves_to_the_cache_and_is_listed(capsys):
+    from avfewshot.commands.models import list_models
+
+    list_models(None)
+    out = capsys.readouterr().out
+    assert "demo" in out and "built on first use" in out
+
+
+@pytest.mark.slow
+def test_pretrained_demo_towers_give_distinct_class_prompt_features():
+    backbone = build_backbone(ModelConfig(**DEMO))  # built once per session into the session cache
+    for classes, task in (("llp", "llp_cls"), ("ave", "ave")):
+        spec = get_task(task)
+        method = build_method("zeroshot", backbone, spec, spec.class_list(read_class_file(classes)))
+        for report in method.text_feature_report():
+            assert report["max_cosine"] < 0.9, report
+            assert not report["collapsed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["zeroshot_clip", "zeroshot_clap", "zeroshot"])
+def test_zero_shot_on_the_demo_is_above_chance(tmp_path, method):
+    """The pretrained towers know the demo's classes: zero-shot on llp_cls beats chance (1 / 25 classes);
+    fused by at least 10 points. The check of the class prompts is recorded in metrics.json."""
+    import avfewshot
+    from avfewshot.api import make_config
+
+    cfg = make_config(task="llp_cls", method=method, shots=0, seed=1, results_dir=str(tmp_path))
+    metrics = avfewshot.run(cfg=cfg, progress=False)
+    chance = 100.0 / 25
+    margin = 10.0 if method == "zeroshot" else 0.0
+    assert metrics["test"]["accuracy"] > chance + margin
+    checks = metrics["text_feature_check"]
+    assert checks and all(not c["collapsed"] and c["max_cosine"] < 0.9 for c in checks)
