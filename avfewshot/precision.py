@@ -14,7 +14,7 @@ from typing import ContextManager, Optional
 
 import torch
 
-from ..errors import UserError
+from .errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
