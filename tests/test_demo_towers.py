@@ -69,9 +69,10 @@ def test_builds_are_byte_identical_for_a_seed_and_load_through_the_checkpoint_co
     assert torch.equal(bb.clip_logit_scale, clip_state["logit_scale"])
 
 
-def test_demo_tag_resolves_to_the_cache_and_is_listed(capsys):
+def test_demo_tag_resolves_to_the_cache_and_is_listed(capsys, monkeypatch, tmp_path):
     from avfewshot.commands.models import list_models
 
+    monkeypatch.setenv("AVFEWSHOT_CACHE", str(tmp_path))  # an empty cache: the demo towers are not built yet
     list_models(None)
     out = capsys.readouterr().out
     assert "demo" in out and "built on first use" in out

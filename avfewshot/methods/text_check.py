@@ -32,11 +32,11 @@ def effective_rank(features: torch.Tensor) -> float:
 
 def text_feature_report(features: torch.Tensor, class_names: Sequence[str], branch: str) -> Dict:
     """Pairwise cosines and effective rank of (K, D) class text features, and whether they collapsed."""
-    f = F.normalize(features.detach().float(), dim=-1)
-    k = f.shape[0]
+    k = features.shape[0]
     report: Dict = {"branch": branch, "tower": TOWER_OF.get(branch, branch), "classes": k}
-    if k < 2:
+    if k < 2 or features.is_meta:  # a meta build (shapes only) has no values to check
         return {**report, "max_cosine": None, "closest": None, "effective_rank": None, "collapsed": False}
+    f = F.normalize(features.detach().float(), dim=-1)
     sim = f @ f.t()
     sim.fill_diagonal_(-2.0)
     flat = int(sim.argmax())
