@@ -10,7 +10,7 @@ every feature cached, the dataset stops reading media (items carry labels and ca
 "without data loading" figure runs the same steps on pre-collated batches, i.e. the method's own work.
 ``--precision fp32 bf16``: every figure once per precision (``train.precision`` and the frozen towers'
 storage dtype set to it; the forward and loss of the steps timed here run under
-``engine.precision.autocast_context``, the epochs under whatever autocast the engine applies).
+``precision.autocast_context``, the epochs under whatever autocast the engine applies).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ cache warm, and times the four frozen towers with forward hooks. Prints clips/s,
 the share of wall time spent outside the encoders (data loading, collation, fusion, metrics).
 A second line shows the same evaluation with the feature cache warm (no encoder runs at all).
 ``--precision fp32 bf16``: one measurement per precision (frozen towers stored in that dtype, the
-evaluation under ``engine.precision.autocast_context``).
+evaluation under ``precision.autocast_context``).
 """
 from __future__ import annotations
 
