@@ -229,7 +229,9 @@ def _run_job(installed, tmp_path, method: str):
     """``avfewshot run --shots 16 --task llp_cls [--method M]`` from an empty folder with the installed command."""
     work = tmp_path / "empty"
     work.mkdir()
-    env = {**installed["env"], "AVFEWSHOT_CACHE": str(tmp_path / "cache")}
+    # the session's cache: the synthetic demo media and the demo towers are built once per test session (what
+    # is under test here is the installed package, not building them again)
+    env = {**installed["env"], "AVFEWSHOT_CACHE": os.environ["AVFEWSHOT_CACHE"]}
     package = installed["site"] / "avfewshot"
     assert _where(installed["venv"], work, env) == [str(package / "__init__.py"), str(package / "_resources" / "prompts"),
                      str(package / "_resources" / "demo_recipes" / "dgsct.yaml")]  # the wheel, not the checkout
