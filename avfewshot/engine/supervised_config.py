@@ -103,8 +103,8 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
         "official": {"model.size": "real", "train.epochs": 40, "train.lr": 3e-4, "train.step_size": 10,
                      "train.gamma": 0.1, "train.batch_size": 8, "model.mixup": "mixed_targets"},
     },
-    "avs_s4": {"tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 2, "train.eval_batch_size": 4}},
-    "avs_ms3": {"tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 2, "train.eval_batch_size": 4}},
+    "avs_s4": {"tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 1, "train.eval_batch_size": 4}},
+    "avs_ms3": {"tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 1, "train.eval_batch_size": 4}},
     "avqa": {"tiny": {"train.epochs": 33, "train.lr": 2e-3, "train.batch_size": 16, "train.eval_batch_size": 64,
                       "model.grounding_epochs": 3}},
 }
