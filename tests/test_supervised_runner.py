@@ -165,6 +165,7 @@ def test_missing_data_root_files_are_one_line_errors(tmp_path, capsys):
         assert name in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow  # ~10 s idle, ~30 s on a loaded machine (imports timm, builds on meta)
 def test_params_reports_trainable_and_total_per_module(capsys):
     assert main(["supervised", "--params", "--task", "ave", "model.size=tiny"]) == 0
     out = capsys.readouterr().out
@@ -233,3 +234,14 @@ def test_tiny_ave_beats_the_majority_class(tmp_path):
     m = _run(tmp_path, "ave")
     assert m["test"]["accuracy"] > m["baseline"]["test"]["majority"]["accuracy"] + 10
     assert m["val_score"] > 60 and m["encoder"] == "adapted-tiny"
+
+
+@pytest.mark.slow
+def test_tiny_avvp_beats_the_majority_class_and_the_empty_predictor(tmp_path):
+    m = _run(tmp_path, "avvp")
+    base, main = m["baseline"]["test"], "segment_type_at_av"
+    assert m["history"][-1]["train"]["loss"] < m["history"][0]["train"]["loss"] - 0.3
+    assert m["test"][main] > base["majority"][main] + 10
+    assert m["test"][main] > base["empty"][main] and m["beats_baselines"]
+    for key in ("segment_audio", "segment_visual", "segment_audio_visual", "event_type_at_av"):
+        assert 0.0 <= m["test"][key] <= 100.0
