@@ -73,18 +73,16 @@ class ClipTaskRun:
     def wrap(self, split: str, dataset):
         return dataset
 
-    collate = None  # set by the subclasses
-
     def train_batches(self, seed: int) -> Iterable[dict]:
         g = torch.Generator().manual_seed(seed)
         for batch in DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True,
-                                collate_fn=type(self).collate, generator=g):
+                                collate_fn=self.collate, generator=g):
             if batch is not None:
                 yield _to(batch, self.device)
 
     def eval_batches(self, split: str) -> List[dict]:
         if split not in self._eval_cache:  # decoded once: evaluation repeats every epoch
-            loader = DataLoader(self.datasets[split], batch_size=self.eval_batch_size, collate_fn=type(self).collate)
+            loader = DataLoader(self.datasets[split], batch_size=self.eval_batch_size, collate_fn=self.collate)
             self._eval_cache[split] = [b for b in loader if b is not None]
         return [_to(b, self.device) for b in self._eval_cache[split]]
 
@@ -99,7 +97,7 @@ class AVETaskRun(ClipTaskRun):
         from ..data.dataset import collate_clips
         from .ave import SupervisedAVE, SupervisedAVEConfig
 
-        type(self).collate = staticmethod(collate_clips)
+        self.collate = collate_clips
         m = cfg.model
         super().__init__("ave", root, m.size, cfg.data.seconds, cfg.train.batch_size, cfg.train.eval_batch_size,
                          cfg.data.cache_dir)
@@ -133,7 +131,7 @@ class AVVPTaskRun(ClipTaskRun):
     def __init__(self, root: Path, cfg) -> None:
         from .avvp import SupervisedAVVP, SupervisedAVVPConfig, collate_dense
 
-        type(self).collate = staticmethod(collate_dense)
+        self.collate = collate_dense
         m = cfg.model
         self.st_folder = cfg.data.st_features if m.st_features else None
         if m.st_features and not cfg.data.st_features:
