@@ -98,7 +98,7 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
                      "train.gamma": 0.35, "train.batch_size": 8, "train.early_stop": 20},
     },
     "avvp": {
-        "tiny": {**_TINY_AVE_AVVP, "train.epochs": 12, "train.lr": 3e-3},
+        "tiny": {**_TINY_AVE_AVVP, "train.epochs": 14, "train.lr": 5e-3, "train.batch_size": 4},
         # AVVP_RECIPE (supervised/avvp.py): Adam 3e-4, StepLR(10, 0.1), 40 epochs, batch 8, mixup with mixed targets
         "official": {"model.size": "real", "train.epochs": 40, "train.lr": 3e-4, "train.step_size": 10,
                      "train.gamma": 0.1, "train.batch_size": 8, "model.mixup": "mixed_targets"},
