@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.facts import AVQA_SEGMENTS
 from ..data.facts import AVS_META_FILES
 from ..metrics import avqa_accuracy, avs_evaluate, avs_fscore_dataset
 from .standin import STANDIN_AUDIO_DIM, STANDIN_STAGE_DIMS, StandInAudio, StandInVisual
@@ -53,13 +52,13 @@ class AVSTaskRun:
 
     def __init__(self, root: Path, subset: str, cfg) -> None:
         from .avs_decoder import AVSDecoder, AVSDecoderConfig
-        from .tiny import _avs_split
+        from .tiny import avs_split
 
         self.subset = subset
         seed = cfg.model.standin_seed
         visual, audio = StandInVisual(seed=seed), StandInAudio(seed=seed)
         with torch.no_grad():
-            self.data = {split: _avs_split(root, subset, split, visual, audio) for split in ("train", "val", "test")}
+            self.data = {split: avs_split(root, subset, split, visual, audio) for split in ("train", "val", "test")}
         self.counts = {split: int(d["audio"].shape[0]) for split, d in self.data.items()}
         self.data_files = [Path(root) / AVS_META_FILES[subset]]
         self.batch_size, self.eval_batch_size = cfg.train.batch_size, cfg.train.eval_batch_size
@@ -120,14 +119,14 @@ class AVQATaskRun:
     def __init__(self, root: Path, cfg) -> None:
         from ..data.avqa import read_vocab
         from .st_avqa import STAVQAConfig, STAVQAHead
-        from .tiny import _avqa_split
+        from .tiny import avqa_split
 
         seed = cfg.model.standin_seed
         visual, audio = StandInVisual(seed=seed), StandInAudio(seed=seed)
         qwords, awords = read_vocab(kind="question"), read_vocab(kind="answer")
         qvocab, avocab = {w: i for i, w in enumerate(qwords)}, {w: i for i, w in enumerate(awords)}
         with torch.no_grad():
-            self.data = {s: _avqa_split(root, s, visual, audio, qvocab, avocab) for s in ("train", "val", "test")}
+            self.data = {s: avqa_split(root, s, visual, audio, qvocab, avocab) for s in ("train", "val", "test")}
         self.counts = {split: int(len(d["answers"])) for split, d in self.data.items()}
         self.data_files = [Path(root) / f"avqa-{s}.json" for s in ("train", "val", "test")]
         self.batch_size, self.eval_batch_size = cfg.train.batch_size, cfg.train.eval_batch_size
@@ -139,10 +138,10 @@ class AVQATaskRun:
                                                             len(awords))))
 
     def _batch(self, data: dict, idx: torch.Tensor, rng: np.random.Generator) -> dict:
-        from .tiny import _negatives
+        from .tiny import negatives
 
         videos = data["video"][idx]
-        return _to({"visual": data["visual"][videos], "negatives": _negatives(data, videos, rng),
+        return _to({"visual": data["visual"][videos], "negatives": negatives(data, videos, rng),
                     "audio": data["audio"][videos], "tokens": data["tokens"][idx], "answers": data["answers"][idx]},
                    self.device)
 
