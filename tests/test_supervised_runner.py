@@ -245,3 +245,18 @@ def test_tiny_avvp_beats_the_majority_class_and_the_empty_predictor(tmp_path):
     assert m["test"][main] > base["empty"][main] and m["beats_baselines"]
     for key in ("segment_audio", "segment_visual", "segment_audio_visual", "event_type_at_av"):
         assert 0.0 <= m["test"][key] <= 100.0
+
+
+def test_seeds_sweep_into_their_own_run_folders(tmp_path, monkeypatch):
+    _fake(monkeypatch)
+    assert main(["supervised", "--task", "avqa", "--results", str(tmp_path), "--no-progress", "train.epochs=1",
+                 "train.threads=1", "--seeds", "1", "2"]) == 0
+    found = sorted(r["seed"] for r in avfewshot.load_results(tmp_path))
+    assert found == [1, 2] and (tmp_path / "avqa" / "dgsct_supervised" / "tiny" / "seed2" / "config.yaml").exists()
+
+
+def test_presets_default_by_task_and_data_root(tmp_path):
+    assert resolve_supervised_config({"task": "ave"}).preset == "tiny"
+    assert resolve_supervised_config({"task": "ave", "data.root": str(tmp_path)}).preset == "official"
+    assert resolve_supervised_config({"task": "ave", "data.root": str(tmp_path)}).model.size == "real"
+    assert resolve_supervised_config({"task": "avqa", "data.root": str(tmp_path)}).preset == "tiny"

@@ -1,7 +1,7 @@
 """The typed configuration of a supervised run (``avfewshot supervised``), layered like ``avfewshot run``'s.
 
 Layers, in order: dataclass defaults -> the task's preset (``tiny``: the §7 configuration, the embedded demo's
-default; ``official``: real-size towers and the released recipe, the default with a data root) -> explicit
+default; ``official``: real-size towers and the released recipe, AVE / AVVP's default with a data root) -> explicit
 keys (``--seed``, ``--data-root``, ...) -> ``key=value`` overrides (``train.lr=0.001``,
 ``model.double_sigmoid=true``). The resolved config is saved as the run's config.yaml.
 """
@@ -119,7 +119,7 @@ def resolve_supervised_config(explicit: Optional[Dict[str, Any]] = None, overrid
         raise UserError(f"unknown supervised task {task!r}; valid: {', '.join(TASKS)}")
     root = layer.get("data.root")
     demo = root in (None, "", "none")
-    preset = str(layer.get("preset", "tiny" if demo else "official"))
+    preset = str(layer.get("preset", "official" if not demo and "official" in PRESETS[task] else "tiny"))
     if preset not in PRESET_NAMES:
         raise UserError(f"unknown supervised preset {preset!r}; valid: {', '.join(PRESET_NAMES)}")
     if preset not in PRESETS[task]:
