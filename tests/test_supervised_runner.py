@@ -260,3 +260,11 @@ def test_presets_default_by_task_and_data_root(tmp_path):
     assert resolve_supervised_config({"task": "ave", "data.root": str(tmp_path)}).preset == "official"
     assert resolve_supervised_config({"task": "ave", "data.root": str(tmp_path)}).model.size == "real"
     assert resolve_supervised_config({"task": "avqa", "data.root": str(tmp_path)}).preset == "tiny"
+
+
+def test_precision_and_device_settings_reach_the_run(tmp_path, monkeypatch):
+    _fake(monkeypatch)
+    m = _run(tmp_path, "avqa", "train.epochs=1", "train.precision=bf16")
+    assert m["environment"]["precision"] == "bf16" and m["environment"]["device"] == "cpu"
+    with pytest.raises(UserError, match="train.device"):
+        resolve_supervised_config({"task": "ave"}, {"train.device": "tpu"})
