@@ -4,7 +4,7 @@ Importing the package is cheap and has no side effects; the public API is loaded
 """
 __version__ = "0.1.0"
 
-_API = {"run", "load_results", "build_method", "sweep"}
+_API = {"run", "load_results", "build_method", "sweep", "run_supervised", "make_supervised_config"}
 
 
 def __getattr__(name):  # PEP 562: keep ``import avfewshot`` free of torch imports

@@ -35,6 +35,31 @@ def run(config=None, overrides=None, force: bool = False, progress: bool = True,
     return run_experiment(cfg, force=force, progress=progress)
 
 
+def make_supervised_config(overrides: Optional[Sequence[str]] = None, **explicit):
+    """Resolve and check a supervised run config: defaults -> the task's preset -> explicit keys -> overrides.
+
+    Explicit keys: ``task``, ``preset``, ``seed``, ``results_dir`` and dotted keys such as ``data.root``.
+    """
+    from .config import parse_overrides
+    from .engine.supervised_config import resolve_supervised_config
+
+    return resolve_supervised_config(explicit, parse_overrides(list(overrides or [])))
+
+
+def run_supervised(overrides=None, force: bool = False, progress: bool = True, data_root=None, **explicit) -> Dict:
+    """Train and evaluate one fully supervised runner (or skip it when finished). Returns its metrics dict.
+
+    >>> avfewshot.run_supervised(task="avs_s4")                    # the tiny configuration on the synthetic demo
+    >>> avfewshot.run_supervised(task="ave", data_root="/data/AVE", overrides=["train.device=cuda"])
+    """
+    from .engine.supervised_runner import run_supervised_experiment
+
+    if data_root is not None:
+        explicit["data.root"] = str(data_root)
+    cfg = explicit.pop("cfg", None) or make_supervised_config(overrides, **explicit)
+    return run_supervised_experiment(cfg, force=force, progress=progress)
+
+
 def load_results(results_dir: Union[str, Path] = "results", as_frame: bool = False):
     """Every finished run's metrics.json under ``results_dir``, with its folder as ``run_dir``: a list of
     dicts, or with ``as_frame=True`` a pandas DataFrame with nested keys flattened (``test.accuracy``)."""

@@ -14,6 +14,7 @@ from typing import List, Optional
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = [
     "avfewshot.commands.run",          # run, params
+    "avfewshot.commands.supervised",   # supervised
     "avfewshot.commands.experiments",  # sweep, aggregate, plot, pretrain, viz
     "avfewshot.commands.data",         # data synth|check
     "avfewshot.commands.splits",       # splits make

@@ -266,6 +266,8 @@ def _pm(mean: float, std: float) -> str:
 
 
 def shots_label(shots: int) -> str:
+    if shots < 0:  # a fully supervised run (``avfewshot supervised``): the whole training split
+        return "all (supervised)"
     return "0 (zero-shot)" if shots == 0 else str(shots)
 
 

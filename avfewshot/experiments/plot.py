@@ -75,13 +75,13 @@ def plot_table(table: Table, tasks: Optional[Sequence[str]] = None, title: Optio
         for name in series:
             mine = sorted((r for r in task_rows if _series_name(r, table.show_preset) == name), key=lambda r: r.shots)
             colour = colours[name]
-            for r in (r for r in mine if r.zero_shot):
-                label = zero_shot_label(name)
+            for r in (r for r in mine if r.zero_shot or r.shots < 0):  # supervised runs (shots -1): a reference line too
+                label = zero_shot_label(name) if r.zero_shot else f"{name} (supervised)"
                 reference_labels.add(label)
                 ax.axhline(r.main.mean, color=colour, linestyle="--", linewidth=1.6, label=label)
                 if r.main.std > 0:
                     ax.axhspan(r.main.mean - r.main.std, r.main.mean + r.main.std, color=colour, alpha=0.08, linewidth=0)
-            few = [r for r in mine if not r.zero_shot]
+            few = [r for r in mine if r.shots > 0]
             if not few:
                 continue
             x = [r.shots for r in few]

@@ -30,7 +30,7 @@ from .model import SupervisedModel
 from .presets import TINY_UNIT_CHANGES, backbone_size, unit_preset
 
 LLP_CLASSES = 25
-TINY_MGN = {"dim": 32, "heads": 8, "gate_dim": 16, "gate_ffn": 32}
+TINY_MGN = {"dim": 32, "heads": 8, "gate_dim": 16, "gate_ffn": 32, "depth_audio": 1, "depth_visual": 1, "depth_av": 1}
 
 #: the released optimisation recipe (§2), defaults of the runner (mixup with mixed targets replaces the
 #: released unmixed-label mixup)
