@@ -102,7 +102,9 @@ def _demo_run(results, task: str, method: str, shots: int) -> dict:
     import avfewshot
     from avfewshot.api import make_config
 
-    cfg = make_config(task=task, method=method, shots=shots, seed=1, results_dir=str(results))
+    # one torch thread: on a loaded 2-core machine (CI, the test suite) two threads spin and cost 3-5x the CPU
+    cfg = make_config(overrides=["train.threads=1"], task=task, method=method, shots=shots, seed=1,
+                      results_dir=str(results))
     return avfewshot.run(cfg=cfg, progress=False)
 
 
