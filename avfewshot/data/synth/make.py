@@ -112,7 +112,8 @@ def make_dataset(
                       overtones=overtones)
             if wav:  # the official LLP release ships 16 kHz wavs beside the videos
                 (root / "audio").mkdir(exist_ok=True)
-                write_wav(root / "audio" / f"{plan.media_id}.wav", render_audio(tones, AUDIO_RATE, clip_seed, overtones), AUDIO_RATE)
+                samples = render_audio(tones, AUDIO_RATE, clip_seed, overtones)
+                write_wav(root / "audio" / f"{plan.media_id}.wav", samples, AUDIO_RATE)
         if layout in ("dgsct", "both"):
             write_dgsct_media(root, DATASET_TABLE[name].frame_folder, plan.media_id, colours, tones, clip_seed,
                               overtones)
