@@ -89,18 +89,63 @@ def test_pretrained_demo_towers_give_distinct_class_prompt_features():
             assert not report["collapsed"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["zeroshot_clip", "zeroshot_clap", "zeroshot"])
-def test_zero_shot_on_the_demo_is_above_chance(tmp_path, method):
-    """The pretrained towers know the demo's classes: zero-shot on llp_cls beats chance (1 / 25 classes);
-    fused by at least 10 points. The check of the class prompts is recorded in metrics.json."""
+# -- the acceptance list: zero-shot is above chance but below ceiling, 16 shots beat it ----------------
+TASK_CLASSES = {"llp_cls": "llp", "ave_cls": "ave", "ave": "ave"}
+
+
+def _chance(task: str) -> float:
+    spec = get_task(task)
+    return 100.0 / len(spec.class_list(read_class_file(TASK_CLASSES[task])))
+
+
+def _demo_run(results, task: str, method: str, shots: int) -> dict:
     import avfewshot
     from avfewshot.api import make_config
 
-    cfg = make_config(task="llp_cls", method=method, shots=0, seed=1, results_dir=str(tmp_path))
-    metrics = avfewshot.run(cfg=cfg, progress=False)
-    chance = 100.0 / 25
-    margin = 10.0 if method == "zeroshot" else 0.0
-    assert metrics["test"]["accuracy"] > chance + margin
-    checks = metrics["text_feature_check"]
-    assert checks and all(not c["collapsed"] and c["max_cosine"] < 0.9 for c in checks)
+    # one torch thread: on a loaded 2-core machine (CI, the test suite) two threads spin and cost 3-5x the CPU
+    cfg = make_config(overrides=["train.threads=1"], task=task, method=method, shots=shots, seed=1,
+                      results_dir=str(results))
+    return avfewshot.run(cfg=cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One results folder for the module's runs, so each run happens once (the demo data, the towers and the
+    feature cache are shared by the session's cache)."""
+    return tmp_path_factory.mktemp("demo-acceptance")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["llp_cls", "ave_cls", "ave"])
+def test_zero_shot_on_the_demo_is_above_chance_and_below_ceiling(shared_cache, task):
+    """The pretrained towers know the demo's classes: CLIP alone and CLAP alone beat chance, fused zero-shot by
+    at least 10 points; the demo's domain shift keeps it well below 100, so few-shot adaptation has headroom.
+    The check of the class prompts is recorded in metrics.json."""
+    chance = _chance(task)
+    for method in ("zeroshot_clip", "zeroshot_clap", "zeroshot"):
+        metrics = _demo_run(shared_cache, task, method, 0)
+        accuracy = metrics["test"]["accuracy"]
+        assert accuracy > chance + (10.0 if method == "zeroshot" else 0.0), (method, accuracy)
+        assert accuracy < 85.0, (method, accuracy)
+        checks = metrics["text_feature_check"]
+        assert checks and all(not c["collapsed"] and c["max_cosine"] < 0.9 for c in checks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["llp_cls", "ave_cls", "ave"])
+def test_sixteen_shot_dgsct_beats_fused_zero_shot(shared_cache, task):
+    zero = _demo_run(shared_cache, task, "zeroshot", 0)["test"]["accuracy"]
+    metrics = _demo_run(shared_cache, task, "dgsct", 16)
+    assert metrics["test"]["accuracy"] > zero + 5.0, (metrics["test"]["accuracy"], zero)
+    if task == "llp_cls":  # the main job: the audio branch learns
+        losses = [entry["loss_a"] for entry in metrics["history"]]
+        assert losses[-1] <= 0.7 * losses[0], losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["coop", "linear_probe"])
+def test_sixteen_shot_prompt_learning_and_probe_beat_fused_zero_shot_on_ave_cls(shared_cache, method):
+    """On one task (the others are in the README's table, with the command that reproduces them)."""
+    zero = _demo_run(shared_cache, "ave_cls", "zeroshot", 0)["test"]["accuracy"]
+    accuracy = _demo_run(shared_cache, "ave_cls", method, 16)["test"]["accuracy"]
+    assert accuracy > zero + 5.0, (method, accuracy, zero)

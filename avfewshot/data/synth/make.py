@@ -14,6 +14,7 @@ from ...errors import UserError
 from ..facts import DATASET_TABLE, DATASETS, LLP_CLASS_NAMES, SYNTH_LAYOUTS
 from .ave import plan_ave
 from .concepts import class_signature, synthetic_class_names
+from .domain import DomainShift
 from .llp import plan_llp
 from .plans import Sizes
 from .vggsound import plan_vggsound, plan_vggsound40k
@@ -49,6 +50,7 @@ def make_dataset(
     eval_clips_per_class: Optional[int] = None,
     stereo_every: int = 8,
     wav: bool = False,
+    shift: Optional[DomainShift] = None,
 ) -> Dict[str, object]:
     """Write a synthetic ``name`` root under ``root`` and return its manifest.
 
@@ -60,6 +62,8 @@ def make_dataset(
     stereo_every:         every n-th video gets 44.1 kHz stereo AAC (0: none).
     wav:                  also write ``audio/<id>.wav`` (16 kHz PCM) beside each raw video, as the
                           official LLP release does (320 KB per clip, so off by default).
+    shift:                render every clip through a per-clip draw of this domain shift (the embedded
+                          demo's colour cast, exposure and timbre; ``domain.py``); labels are unchanged.
     """
     started = time.perf_counter()
     if name not in PLANNERS:
@@ -97,15 +101,22 @@ def make_dataset(
         colours = [signatures[generation_names[c]].colour if c >= 0 else None for c in plan.visual]
         tones = [signatures[generation_names[c]].tone_hz if c >= 0 else None for c in plan.audio]
         clip_seed = int(seed) * 1_000_003 + len(media_written)
+        overtones = ()
+        if shift is not None:
+            drawn = shift.draw(np.random.default_rng([int(seed), DATASETS.index(name), 7, len(media_written)]))
+            colours, tones, overtones = drawn.colours(colours), drawn.tones(tones), drawn.overtones()
         stereo = bool(stereo_every) and len(media_written) % stereo_every == stereo_every - 1
         if layout in ("raw", "both"):
             (root / "video").mkdir(exist_ok=True)
-            write_mp4(root / "video" / f"{plan.media_id}.mp4", colours, tones, seed=clip_seed, stereo=stereo)
+            write_mp4(root / "video" / f"{plan.media_id}.mp4", colours, tones, seed=clip_seed, stereo=stereo,
+                      overtones=overtones)
             if wav:  # the official LLP release ships 16 kHz wavs beside the videos
                 (root / "audio").mkdir(exist_ok=True)
-                write_wav(root / "audio" / f"{plan.media_id}.wav", render_audio(tones, AUDIO_RATE, clip_seed), AUDIO_RATE)
+                samples = render_audio(tones, AUDIO_RATE, clip_seed, overtones)
+                write_wav(root / "audio" / f"{plan.media_id}.wav", samples, AUDIO_RATE)
         if layout in ("dgsct", "both"):
-            write_dgsct_media(root, DATASET_TABLE[name].frame_folder, plan.media_id, colours, tones, clip_seed)
+            write_dgsct_media(root, DATASET_TABLE[name].frame_folder, plan.media_id, colours, tones, clip_seed,
+                              overtones)
         media_written[plan.media_id] = {"stereo": stereo and layout != "dgsct"}
 
     clips = []
@@ -141,6 +152,8 @@ def make_dataset(
         "annotation_files": sorted(files),
         "clips": clips,
     }
+    if shift is not None:
+        manifest["domain_shift"] = shift.as_dict()
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     (root / "manifest.json").write_text(text, encoding="ascii")
     log.info("synthesised %s: %d clips, %d media in %.1f s under %s", name, len(clips), len(media_written),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import wave
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from ..facts import DGSCT_AUDIO_RATE
 from .concepts import GREY
 
 PathLike = Union[str, "os.PathLike[str]"]
+Overtones = Sequence[Tuple[float, float]]
 
 # media format of the synthetic files
 WIDTH, HEIGHT, FPS = 64, 48, 8
@@ -45,8 +46,10 @@ def expected_mean_colour(colour: Optional[Sequence[int]], width: int = WIDTH) ->
     return base * (1.0 - BAR_WIDTH / width)
 
 
-def render_audio(tones: Sequence[Optional[float]], rate: int, seed: int) -> np.ndarray:
-    """Mono float32 signal: per second a sine at ``tones[t]`` Hz (5 ms fades) or faint noise."""
+def render_audio(tones: Sequence[Optional[float]], rate: int, seed: int, overtones: Overtones = ()) -> np.ndarray:
+    """Mono float32 signal: per second a sine at ``tones[t]`` Hz (5 ms fades) or faint noise.
+
+    ``overtones``: (multiple, relative amplitude) pairs added to every tone (the demo's other timbre)."""
     n = rate * len(tones)
     t = np.arange(n, dtype=np.float64) / rate
     rng = np.random.default_rng(seed)
@@ -60,6 +63,8 @@ def render_audio(tones: Sequence[Optional[float]], rate: int, seed: int) -> np.n
             continue
         span = slice(second * rate, (second + 1) * rate)
         signal[span] += TONE_AMPLITUDE * envelope * np.sin(2 * np.pi * hz * t[span])
+        for multiple, amplitude in overtones:
+            signal[span] += amplitude * TONE_AMPLITUDE * envelope * np.sin(2 * np.pi * multiple * hz * t[span])
     return signal.astype(np.float32)
 
 
@@ -71,6 +76,7 @@ def write_mp4(
     audio: bool = True,
     stereo: bool = False,
     seconds: Optional[int] = None,
+    overtones: Overtones = (),
 ) -> Path:
     """H.264 (64x48, 8 fps) + AAC (mono 16 kHz, or stereo 44.1 kHz) mp4 of per-second content.
 
@@ -98,7 +104,7 @@ def write_mp4(
         for packet in video.encode():
             container.mux(packet)
         if audio:
-            mono = render_audio(list(tones)[:seconds], rate, seed)
+            mono = render_audio(list(tones)[:seconds], rate, seed, overtones)
             planes = np.stack([mono, mono * 0.8]) if stereo else mono[None, :]
             block = 1024
             for start in range(0, planes.shape[1], block):
@@ -129,7 +135,7 @@ def write_wav(path: PathLike, samples: np.ndarray, rate: int) -> Path:
 
 
 def write_dgsct_media(
-    root: Path, frame_folder: str, media_id: str, colours, tones, seed: int
+    root: Path, frame_folder: str, media_id: str, colours, tones, seed: int, overtones: Overtones = ()
 ) -> None:
     """``<frame_folder>/<id>/%08d.jpg`` (two per second) and ``wave/<id>.npy`` (T x 32 kHz float32)."""
     from PIL import Image
@@ -143,4 +149,4 @@ def write_dgsct_media(
             number += 1
             Image.fromarray(image).save(folder / f"{number:08d}.jpg", quality=95)
     (root / "wave").mkdir(parents=True, exist_ok=True)
-    np.save(root / "wave" / f"{media_id}.npy", render_audio(tones, DGSCT_RATE, seed))
+    np.save(root / "wave" / f"{media_id}.npy", render_audio(tones, DGSCT_RATE, seed, overtones))
