@@ -162,7 +162,8 @@ def build(work_dir: Path, method_args: Optional[Dict] = None, precision: str = "
 
 
 def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_json: str = "{}",
-          precision: str = "fp32", device: str = "cpu") -> Dict[str, object]:
+          precision: str = "fp32", device: str = "cpu", warmup: str = str(WARMUP_STEPS),
+          flops: str = "1") -> Dict[str, object]:
     """The measurement (runs in its own process; see the module docstring)."""
     from ..runtime import configure, denormals_flushed, loaded_allocator
 
@@ -204,9 +205,10 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
         return float(loss.detach())
 
     t0 = time.perf_counter()
-    for _ in range(WARMUP_STEPS):
+    warmup_steps = max(1, int(warmup))
+    for _ in range(warmup_steps):
         train_step()
-    warmup = (time.perf_counter() - t0) / WARMUP_STEPS
+    warmup = (time.perf_counter() - t0) / warmup_steps
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
@@ -226,11 +228,13 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
     peak = max(peak, matmul_peak(dtype=dtype, device=target))
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
-    with counter:
-        train_step()
-    flops = counter.get_total_flops()
     step = statistics.median(times)
+    count_flops, flops = flops == "1", 0
+    if count_flops:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            train_step()
+        flops = counter.get_total_flops()
     gflops = flops / step / 1e9
     return {
         "benchmark": "dgsct",
@@ -275,8 +279,8 @@ def report(fig: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
-        runtime: Optional[Dict] = None, precision: str = "fp32", device: str = "cpu") -> Dict[str, object]:
+def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None, runtime: Optional[Dict] = None,
+        precision: str = "fp32", device: str = "cpu", warmup: int = WARMUP_STEPS, flops: bool = True) -> Dict[str, object]:
     """Run ``child`` in a fresh interpreter (with the variant's allocator) and return its figures."""
     from ..runtime import allocator_environment
 
@@ -285,7 +289,8 @@ def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None,
     code = ("import json, sys; from avfewshot.bench.dgsct import child; "
             "print('AVFEWSHOT_BENCH ' + json.dumps(child(*sys.argv[1:2], int(sys.argv[2]), *sys.argv[3:])))")
     proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {}),
-                           json.dumps(runtime), precision, device], capture_output=True, text=True, env=env)
+                           json.dumps(runtime), precision, device, str(warmup), "1" if flops else "0"],
+                          capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("AVFEWSHOT_BENCH "):
             return json.loads(line[len("AVFEWSHOT_BENCH "):])
@@ -306,6 +311,8 @@ def main(args) -> int:
     for precision in precisions:
         dtype_of(precision)
     device = getattr(args, "device", None) or "cpu"
+    warmup = getattr(args, "warmup", None) or WARMUP_STEPS
+    flops = not getattr(args, "no_flops", False)
     from ..engine.device import resolve_device
 
     if resolve_device(device).type not in ("cpu", "cuda"):  # a one-line error without a GPU, before any work
@@ -320,7 +327,7 @@ def main(args) -> int:
             for precision in precisions:
                 key = label if precisions == ["fp32"] else f"{label}/{precision}"
                 try:
-                    figures[key] = run(work_dir, repeats, method_args, runtime, precision, device)
+                    figures[key] = run(work_dir, repeats, method_args, runtime, precision, device, warmup, flops)
                 except UserError as exc:  # e.g. tcmalloc not installed
                     print(f"[{key}: skipped: {exc}]")
                     break
