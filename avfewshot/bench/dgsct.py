@@ -55,6 +55,9 @@ VARIANTS: Dict[str, Tuple[Dict[str, object], Dict[str, object]]] = {
     "tcmalloc": ({}, {"allocator": "tcmalloc"}),
     "lean": ({"checkpoint": "units"}, {"allocator": "tcmalloc"}),
 }
+#: documented bound (docs/design.md) on the relative error of a bf16 eval forward's fused logits against fp32 on the
+#: same random weights at real size: measured 1.3e-2 and, with the towers' LayerNorms reading bf16, 1.6e-2
+LOGITS_BOUND = {"bf16": 3e-2, "fp16": 1e-2}
 WARMUP_STEPS = 4  # tcmalloc reaches its steady state (no page faults) after four steps
 
 
@@ -366,6 +369,8 @@ def compare_to_fp32(figures: Dict[str, Dict], label: str, precision: str, work_d
     error = logits_relative_error(work_dir, precision)
     if error is not None:
         out["fused_logits_relative_error"] = round(error, 5)
+        if precision in LOGITS_BOUND:
+            out["logits_bound"] = LOGITS_BOUND[precision]
     return out
 
 
@@ -374,4 +379,6 @@ def report_comparison(c: Dict[str, float]) -> str:
             f"peak RSS x{c['peak_rss_ratio']:.2f} (target <= 0.75)")
     if "fused_logits_relative_error" in c:
         text += f", fused logits relative error {c['fused_logits_relative_error']:.2e}"
+        if "logits_bound" in c:
+            text += f" (bound {c['logits_bound']:.0e})"
     return text
