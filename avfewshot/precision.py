@@ -71,6 +71,16 @@ def active_autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     return torch.get_autocast_dtype(device_type)
 
 
+def to_autocast_dtype(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype autocast computes in on its device (``x`` itself when autocast is off there).
+
+    For the LayerNorms that read a fp32 residual stream: fed the stream in bf16 / fp16 they normalise in
+    fp32 all the same (ATen's mixed-dtype kernel), return the low dtype the next GEMM wants (the cast
+    moves before the norm instead of after it), and keep half the bytes for backward."""
+    low = active_autocast_dtype(x.device.type)
+    return x if low is None or x.dtype == low or not x.is_floating_point() else x.to(low)
+
+
 def autocast_disabled(device_type: str) -> ContextManager:
     """Leave autocast for a region whose dtypes are chosen by hand (the hand-written kernels)."""
     if device_type not in ("cpu", "cuda"):

@@ -22,7 +22,7 @@ for precision in fp32 bf16; do
     train.device=cuda "train.precision=$precision" "model.frozen_dtype=$([ "$precision" = fp32 ] && echo fp32 || echo "$precision")"
 done
 echo "[gpu-check] real-size DG-SCT bench on cuda (fp32 and bf16)"
-"$python" -m avfewshot.cli bench dgsct --device cuda --precision fp32 bf16 --out "$out/bench_dgsct.json"
+"$python" -m avfewshot.cli bench dgsct --device cuda --variants plain --precision fp32 bf16 --out "$out/bench_dgsct.json"
 "$python" - "$out" <<'PY'
 import json, sys
 from pathlib import Path
@@ -31,12 +31,12 @@ print(f"{'check':<34}{'fp32':>14}{'bf16':>14}")
 acc = {p: json.loads(next((out / f"results-{p}").rglob("metrics.json")).read_text()) for p in ("fp32", "bf16")}
 print(f"{'demo llp_cls 16-shot accuracy':<34}{acc['fp32']['test']['accuracy']:>14.2f}{acc['bf16']['test']['accuracy']:>14.2f}")
 print(f"{'demo device':<34}{acc['fp32']['environment']['device']:>14}{acc['bf16']['environment']['device']:>14}")
-bench = json.loads((out / "bench_dgsct.json").read_text())
-rows = bench.get("precisions", bench)
-for key, label in (("step_seconds", "bench step (s)"), ("eval_seconds", "bench eval forward (s)"), ("peak_memory_gb", "bench peak memory (GB)")):
-    try:
-        print(f"{label:<34}{rows['fp32'][key]:>14.3f}{rows['bf16'][key]:>14.3f}")
-    except (KeyError, TypeError):
-        pass
+rows = json.loads((out / "bench_dgsct.json").read_text())["variants"]  # "plain/fp32", "plain/bf16"
+for key, label in (("step_seconds", "bench step (s)"), ("eval_seconds", "bench eval forward (s)"),
+                   ("peak_memory_gb", "bench peak GPU memory (GB)")):
+    print(f"{label:<34}{rows['plain/fp32'][key]:>14.3f}{rows['plain/bf16'][key]:>14.3f}")
+error = rows["plain/bf16"].get("against_fp32", {}).get("fused_logits_relative_error")
+if error is not None:
+    print(f"{'bench fused logits rel. error':<34}{'':>14}{error:>14.2e}")
 PY
 echo "[gpu-check] results in $out"

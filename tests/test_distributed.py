@@ -32,6 +32,8 @@ def test_two_processes_match_one(tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert a["environment"]["processes"] == "1" and b["environment"]["processes"] == "2"
+    for env_ in (a["environment"], b["environment"]):  # gloo on the CPU, the default precision
+        assert env_["device"] == "cpu" and env_["precision"] == "fp32"
     assert a["test"] == b["test"]
     assert a["num_train_clips"] == b["num_train_clips"] == 12
     for ha, hb in zip(a["history"], b["history"]):

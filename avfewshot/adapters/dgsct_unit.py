@@ -61,7 +61,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .fused_bottleneck import ReluMeanOverTokens, fused_path_applies, modulated_bottleneck
+from ..precision import autocast_disabled
+from .fused_bottleneck import ReluMeanOverTokens, _wide, fused_path_applies, modulated_bottleneck
 from .unit_config import (  # noqa: F401  (re-exported: the unit's public types)
     PROJECTION_ORDERS, RNN_CELLS, TEMPORAL_MODES, AttentionMaps, DGSCTUnitConfig, GroupedPointwise,
 )
@@ -204,7 +205,7 @@ class DGSCTUnit(nn.Module):
         # when it needed a gradient (14.7 ms against 1.3 ms at (20, 4096, 96))
         mean_row = w_tok.mean(dim=0).view(1, 1, -1).expand(guide.shape[0], 1, -1)
         pooled = torch.bmm(mean_row, guide).squeeze(1) + b_tok.mean()
-        return self.guide_channel_proj(pooled)
+        return per_row(self.guide_channel_proj, pooled)
 
     def _latent_exchange(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """x + gate_av · (the tokens of x read K latent tokens that first read the projected guide).
@@ -236,7 +237,7 @@ class DGSCTUnit(nn.Module):
         return tokens + torch.bmm(torch.matmul(reads, w_tok), widened) + torch.matmul(reads, bias)
 
     def _channel_attention(self, x: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        query_guide = F.relu(self.channel_guide(prompt))  # (N, C)
+        query_guide = F.relu(per_row(self.channel_guide, prompt))  # (N, C)
         # mean_L(q⊙v) = q⊙mean_L(v); the ReLU is not in place: the linear output is a view, whose
         # in-place change cost three full copies in backward
         hidden = self.channel_self(x)
@@ -244,8 +245,8 @@ class DGSCTUnit(nn.Module):
             query_self = ReluMeanOverTokens.apply(hidden)
         else:
             query_self = F.relu(hidden).mean(dim=1)
-        squeezed = F.relu(self.channel_squeeze(query_guide * query_self))
-        return torch.sigmoid(self.channel_excite(squeezed))
+        squeezed = F.relu(per_row(self.channel_squeeze, query_guide * _wide(query_self)))
+        return torch.sigmoid(per_row(self.channel_excite, squeezed))
 
     def _spatial_logits(self, x: torch.Tensor, prompt: torch.Tensor,
                         channel_map: Optional[torch.Tensor]) -> torch.Tensor:
@@ -258,15 +259,15 @@ class DGSCTUnit(nn.Module):
             scaled = w5 * (1.0 + channel_map).unsqueeze(1)  # (N, d, C)
             hidden = torch.baddbmm(b5, x, scaled.transpose(1, 2))
         else:
-            hidden = F.linear(x * (1.0 + channel_map).unsqueeze(1), w5, b5)
-        scorer = self.spatial_score.weight[0] * F.relu(self.spatial_guide(prompt))  # (N, d)
+            hidden = F.linear(x * (1.0 + channel_map).unsqueeze(1).to(x.dtype), w5, b5)
+        scorer = self.spatial_score.weight[0] * F.relu(per_row(self.spatial_guide, prompt))  # (N, d)
         scores = torch.baddbmm(self.spatial_score.bias, F.relu(hidden, inplace=True), scorer.unsqueeze(-1))
         return scores.squeeze(-1)
 
     def _temporal_attention(self, prompt: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.temporal_mode == "gate":
-            return torch.sigmoid(self.temporal_score(prompt))
+            return torch.sigmoid(per_row(self.temporal_score, prompt))
         per_video = prompt.reshape(-1, cfg.segments, prompt.shape[-1])  # (B, T, C)
         states, _ = self.temporal_rnn(per_video)
         return torch.sigmoid(self.temporal_score(states)).reshape(-1, 1)
@@ -341,6 +342,14 @@ class DGSCTUnit(nn.Module):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         shift = bn.bias - bn.running_mean * scale
         return F.linear(h, layer.dense_weight() * scale.unsqueeze(1), shift)
+
+
+def per_row(layer: nn.Linear, rows: torch.Tensor) -> torch.Tensor:
+    """``layer(rows)`` for the per-segment (N, ·) prompt-side maps, in fp32 whatever the autocast state:
+    at N rows casting the weight to bf16 / fp16 costs more than the product, and autocast would keep
+    the cast copy until backward (about half the unit's parameters are such maps)."""
+    with autocast_disabled(rows.device.type):
+        return layer(_wide(rows))
 
 
 def count_parameters(module: nn.Module) -> int:

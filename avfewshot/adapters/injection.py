@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..precision import to_autocast_dtype
 from .dgsct_unit import DGSCTUnit, DGSCTUnitConfig
 from .pairing import Pairing, PairedStep, pairing_for
 
@@ -132,23 +133,28 @@ class AdaptedEncoders(nn.Module):
         return unit(x, guide)
 
     def _step(self, step: PairedStep, v: torch.Tensor, a: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One paired step. The streams v, a stay fp32; under autocast the units (and the MLP's LayerNorm)
+        read one low-precision copy of each (``to_autocast_dtype``) instead of each GEMM casting its own:
+        the same values, one copy kept for backward instead of three to five."""
         image, i = self.image_tower, step.index
         a = self.audio_tower.block(step.audio_stage, step.audio_block, a)
         v = v + image.attention_part(step.visual_flat, v)
         if self.v2a or self.a2v:
-            delta_a = self._unit(self.audio_p1[i], a, v) if self.v2a else None
-            delta_v = self._unit(self.visual_p1[i], v, a) if self.a2v else None
+            a_in, v_in = to_autocast_dtype(a), to_autocast_dtype(v)
+            delta_a = self._unit(self.audio_p1[i], a_in, v_in) if self.v2a else None
+            delta_v = self._unit(self.visual_p1[i], v_in, a_in) if self.a2v else None
             if delta_a is not None:
                 a = a + delta_a
             if delta_v is not None:
                 v = v + delta_v
-        v_mlp = v + image.mlp_part(step.visual_flat, v)
+        a_in, v_in = to_autocast_dtype(a), to_autocast_dtype(v)
+        v_mlp = v + image.mlp_part(step.visual_flat, v_in)
         if self.v2a:
-            a_next = a + self._unit(self.audio_p2[i], a, v)
+            a_next = a + self._unit(self.audio_p2[i], a_in, v_in)
         else:
             a_next = a
         if self.a2v:
-            v_mlp = v_mlp + self._unit(self.visual_p2[i], v, a)
+            v_mlp = v_mlp + self._unit(self.visual_p2[i], v_in, a_in)
         return v_mlp, a_next
 
 

@@ -22,6 +22,12 @@ def add_commands(sub) -> None:
     p.add_argument("--precision", nargs="+", default=None, choices=("fp32", "bf16", "fp16"),
                    help="measure at these precisions (autocast + frozen towers stored in that dtype; default fp32); "
                         "dgsct reports each against fp32 when both are given")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="dgsct only: untimed steps before the timed ones (default 4: tcmalloc's steady state)")
+    p.add_argument("--no-flops", action="store_true",
+                   help="dgsct only: skip the FLOP count (one more step under the counter) on a busy machine")
+    p.add_argument("--device", default="cpu",
+                   help="dgsct only: cpu (default) | cuda | cuda:N (a one-line error when there is no GPU)")
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--task", default=None, choices=("ave", "avvp"), help="supervised only: which runner (default ave)")
     p.set_defaults(func=_run)

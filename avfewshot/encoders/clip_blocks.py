@@ -10,7 +10,9 @@ the ones the module calls. Outputs equal the module's to rounding (checked in th
 Blocks of other kinds (cross-attention, extra biases, dropout while training), and every block when
 no gradient is recorded (the module then runs its own fused kernel), use the module.
 On CPU in bf16 / fp16 (autocast) the attention itself is two batched products and a softmax instead of
-the fused SDPA kernel, whose low-precision backward is slow on CPU (``_explicit_attention``).
+the fused SDPA kernel, whose low-precision backward is slow on CPU (``_explicit_attention``), and the
+LayerNorms read the fp32 residual stream cast to that dtype (``precision.to_autocast_dtype``: half the
+bytes kept for backward; normalised in fp32 all the same).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..precision import to_autocast_dtype
 
 
 def _fast_path_applies(attn: nn.Module) -> bool:
@@ -60,8 +64,8 @@ def block_forward(block: nn.Module, x: torch.Tensor, attn_mask: Optional[torch.T
     """``block(x, attn_mask=attn_mask)`` for a self-attention ``ResidualAttentionBlock``."""
     if hasattr(block, "ln_1_kv") or not hasattr(block, "ls_1"):
         return block(x, attn_mask=attn_mask)
-    x = x + block.ls_1(self_attention(block, block.ln_1(x), attn_mask))
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
+    x = x + block.ls_1(self_attention(block, block.ln_1(to_autocast_dtype(x)), attn_mask))
+    return x + block.ls_2(block.mlp(block.ln_2(to_autocast_dtype(x))))
 
 
 def transformer_forward(transformer: nn.Module, x: torch.Tensor,

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..precision import to_autocast_dtype
 from . import checkpoints as ckpt
 from . import specs
 from .clip_activation import OPENAI_METADATA_KEYS, choose_quick_gelu
@@ -101,13 +102,13 @@ class ImageTower(FrozenTower):
     def attention_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Residual branch of block i's attention sub-layer: x + attention_part(i, x) is its output."""
         block = self.blocks[i]
-        return block.ls_1(self_attention(block, block.ln_1(x)))
+        return block.ls_1(self_attention(block, block.ln_1(to_autocast_dtype(x))))
 
     @low_precision_compute
     def mlp_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Residual branch of block i's MLP sub-layer: x + mlp_part(i, x) is its output."""
         block = self.blocks[i]
-        return block.ls_2(block.mlp(block.ln_2(x)))
+        return block.ls_2(block.mlp(block.ln_2(to_autocast_dtype(x))))
 
     @low_precision_compute
     def head(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,9 @@ The tower's parameters and buffers are read, never copied or changed; the releas
 the reference (``tests/test_swin_blocks.py`` compares outputs and input gradients).
 
 Precision. Under autocast (bf16 / fp16, the tower's weights stored in that dtype or not) the GEMMs
-and the attention products run in the autocast dtype: the normed tokens are cast once for the three
-q/k/v products, the relative-position bias and the shift mask (fp32) are added to the
+and the attention products run in the autocast dtype: the two LayerNorms read the residual stream
+cast to that dtype (``precision.to_autocast_dtype``: normalised in fp32 all the same, kept for backward
+at half the size, their output ready for the q/k/v and fc1 products), the relative-position bias and the shift mask (fp32) are added to the
 low-precision scores, the softmax reads them in the scores' dtype. The residual stream (x and the
 two sums) keeps x's dtype (fp32 in the towers). Measured error against fp32 on the same weights:
 ``tests/test_swin_blocks.py``.
@@ -34,6 +35,8 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..precision import to_autocast_dtype
 
 _ORDERS: Dict[Tuple[int, int, int, int], Tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -98,12 +101,8 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     windows = length // n
 
     order, inverse = (t.to(x.device) for t in window_order(height, width, window, shift))
-    h = block.norm1(x)
+    h = block.norm1(to_autocast_dtype(x))  # under autocast: cast once (not per q / k / v product), kept at half size
     w, bias = attn.qkv.weight, attn.qkv.bias
-    low = torch.get_autocast_dtype(x.device.type) if x.device.type in ("cpu", "cuda") and \
-        torch.is_autocast_enabled(x.device.type) else None
-    if low is not None and h.dtype != low:
-        h = h.to(low)  # once, not once per q / k / v product
     h = permute_tokens(h, order, inverse)  # (B, L, C) in windowed order
 
     scale = attn.scale
@@ -126,5 +125,5 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = x + permute_tokens(out, inverse, order)
 
     mlp = block.mlp
-    hidden = F.linear(block.norm2(x), mlp.fc1.weight, mlp.fc1.bias)
+    hidden = F.linear(block.norm2(to_autocast_dtype(x)), mlp.fc1.weight, mlp.fc1.bias)
     return x + F.linear(mlp.act(hidden), mlp.fc2.weight, mlp.fc2.bias)
