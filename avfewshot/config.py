@@ -159,6 +159,11 @@ def coerce_value(value: Any, typ: Any, where: str) -> Any:
             raise UserError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if typ is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{where}: expected a number, got {value!r}")
         return float(value)

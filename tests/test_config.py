@@ -35,6 +35,16 @@ def test_demo_uses_tiny_encoders():
     assert not real.demo and real.model.clip_arch == "ViT-B-32"
 
 
+def test_exponent_notation_is_a_number(tmp_path):
+    # YAML 1.1 reads 3e-3 (no dot) as a string; a learning rate written that way must still be a number
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  lr: 5e-4\n  weight_decay: 1E-2\n")
+    cfg = resolve_config({"data.root": "/d"}, recipe=recipe, overrides=parse_overrides(["train.lr=3e-3"]))
+    assert cfg.train.lr == 3e-3 and isinstance(cfg.train.lr, float)
+    assert cfg.train.weight_decay == 1e-2
+    assert resolve_config({"data.root": "/d"}, recipe=recipe).train.lr == 5e-4
+
+
 @pytest.mark.parametrize(
     "override, message",
     [("train.lr=abc", "expected a number"), ("train.epochs=1.5", "expected an integer"), ("train.nope=1", "unknown config key"),

@@ -22,7 +22,7 @@ on, as the CLI does.
 
 ``--precision fp32 bf16`` measures each variant at each precision, each in its own process:
 ``train.precision`` and ``model.frozen_dtype`` set to it (frozen towers stored in that dtype),
-forward and loss under ``autocast_context`` (``engine/precision.py``), the matmul peak measured for
+forward and loss under ``autocast_context`` (``avfewshot/precision.py``), the matmul peak measured for
 that dtype. Before the first step each process saves the fused logits of one eval forward on the
 freshly built model (same seed, so the same weights up to the storage dtype); the parent reports
 their relative error against fp32 (Frobenius norm of the difference over that of fp32) and the
