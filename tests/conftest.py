@@ -54,3 +54,10 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.getbasetemp() / "avfewshot-cache"
     monkeypatch.setenv("AVFEWSHOT_CACHE", str(root))
     yield root
+
+
+@pytest.fixture(scope="session")
+def demo_results(tmp_path_factory) -> Path:
+    """One results folder for the session's demo runs (test_demo_towers.py, test_precision_demo.py): a run with
+    the same configuration happens once and later tests read its finished result (``run`` skips finished runs)."""
+    return tmp_path_factory.mktemp("demo-results")

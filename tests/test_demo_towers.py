@@ -98,21 +98,21 @@ def _chance(task: str) -> float:
     return 100.0 / len(spec.class_list(read_class_file(TASK_CLASSES[task])))
 
 
-def _demo_run(results, task: str, method: str, shots: int) -> dict:
+def _demo_run(results, task: str, method: str, shots: int, overrides=()) -> dict:
     import avfewshot
     from avfewshot.api import make_config
 
     # one torch thread: on a loaded 2-core machine (CI, the test suite) two threads spin and cost 3-5x the CPU
-    cfg = make_config(overrides=["train.threads=1"], task=task, method=method, shots=shots, seed=1,
+    cfg = make_config(overrides=["train.threads=1", *overrides], task=task, method=method, shots=shots, seed=1,
                       results_dir=str(results))
     return avfewshot.run(cfg=cfg, progress=False)
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    """One results folder for the module's runs, so each run happens once (the demo data, the towers and the
-    feature cache are shared by the session's cache)."""
-    return tmp_path_factory.mktemp("demo-acceptance")
+@pytest.fixture
+def shared_cache(demo_results):
+    """The session's demo results folder, so each run happens once (the demo data, the towers and the feature
+    cache are shared by the session's cache; test_precision_demo.py reads the fp32 runs made here)."""
+    return demo_results
 
 
 @pytest.mark.slow

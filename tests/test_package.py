@@ -225,7 +225,7 @@ def test_wheel_ships_the_data_files(installed):
     assert not any(n.startswith(("prompts/", "runners/", "tests/")) for n in names)  # nothing at the top level
 
 
-def _run_job(installed, tmp_path, method: str):
+def _run_job(installed, tmp_path, method: str, overrides=()):
     """``avfewshot run --shots 16 --task llp_cls [--method M]`` from an empty folder with the installed command."""
     work = tmp_path / "empty"
     work.mkdir()
@@ -239,7 +239,7 @@ def _run_job(installed, tmp_path, method: str):
     assert command == str(installed["venv"] / "bin" / "avfewshot")
     extra = [] if method == "dgsct" else ["--method", method]
     started = time.perf_counter()
-    out = subprocess.run([command, "run", "--shots", "16", "--task", "llp_cls", "--no-progress", *extra], cwd=work, env=env,
+    out = subprocess.run([command, "run", "--shots", "16", "--task", "llp_cls", "--no-progress", *extra, *overrides], cwd=work, env=env,
                          capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
     assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
@@ -258,15 +258,10 @@ def _run_job(installed, tmp_path, method: str):
 
 @pytest.mark.slow
 def test_installed_wheel_runs_the_main_job_from_an_empty_folder(installed, tmp_path):
-    """The main job (DG-SCT, llp_cls, 16 shots) once, end to end, with the demo recipe shipped in the wheel.
-    Measured: 2644 s wall on 2 CPU cores shared with other jobs (load 10-14), about 15 CPU-minutes; the
-    linear_probe variant below took 514 s under the same load."""
-    metrics = _run_job(installed, tmp_path, "dgsct")
+    """The main job (DG-SCT, llp_cls, 16 shots) end to end with the demo recipe shipped in the wheel: towers,
+    data, split, training loop, test and result files. One epoch on one thread (``train.epochs=1``): the five
+    epochs of the demo recipe are the same loop again and cost about 90 s more; the demo's accuracy is tested in
+    test_demo_towers.py."""
+    metrics = _run_job(installed, tmp_path, "dgsct", ["train.epochs=1", "train.threads=1"])
     assert metrics["method"] == "dgsct" and metrics["shots"] == 16
-
-
-@pytest.mark.slow
-def test_installed_wheel_runs_linear_probe(installed, tmp_path):
-    """The quick variant of the same path (select it with ``-k linear_probe`` for a fast check)."""
-    metrics = _run_job(installed, tmp_path, "linear_probe")
-    assert metrics["trainable_parameters"] > 0
+    assert len(metrics["history"]) == 1 and metrics["trainable_parameters"] > 0
