@@ -103,3 +103,12 @@ def grad_scaler(device_type: str, precision: str):
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device_type)
+
+
+def optimizer_step(optimizer, scaler) -> None:
+    """``optimizer.step()``, through the fp16 gradient scaler when there is one (``grad_scaler``)."""
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()

@@ -151,7 +151,7 @@ def _evaluate(task_run, split: str, cfg: SupervisedRunConfig) -> Dict[str, float
 
 def _train(cfg: SupervisedRunConfig, task_run, run_dir: Path, fp: Dict[str, str], checkpoint: Optional[Dict],
            progress: bool, say):
-    from ..precision import autocast_context, grad_scaler
+    from ..precision import autocast_context, grad_scaler, optimizer_step
     from . import resume
     from .trainer import epoch_seed
 
@@ -185,11 +185,7 @@ def _train(cfg: SupervisedRunConfig, task_run, run_dir: Path, fp: Dict[str, str]
                 raise UserError(f"the loss became {float(loss)} at epoch {epoch + 1}; lower train.lr or check the inputs")
             optimizer.zero_grad(set_to_none=True)
             (scaler.scale(loss) if scaler is not None else loss).backward()
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            optimizer_step(optimizer, scaler)
             count += 1
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + float(value)

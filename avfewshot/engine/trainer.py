@@ -19,6 +19,7 @@ import torch
 from .. import __version__
 from ..config import RunConfig, dump_yaml
 from ..errors import UserError
+from ..precision import optimizer_step
 from . import results as res
 from .schedule import make_scheduler  # noqa: F401 - re-exported for callers of trainer.make_scheduler
 
@@ -155,11 +156,7 @@ def train_one_epoch(method, dataset, optimizer, cfg: RunConfig, epoch: int, prog
             scaler.unscale_(optimizer)
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip, foreach=True)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        optimizer_step(optimizer, scaler)
         count += 1
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             totals[key] = totals.get(key, 0.0) + float(value)
