@@ -23,10 +23,9 @@ import torch
 from .. import metrics
 from .augment import AugmentConfig
 from .cmbs import CMBSConfig, CMBSHead, CMBSOutputs, cmbs_loss, segment_predictions
-from .encoder import AdaptedSwinHTSAT
+from .encoder import task_encoder
 from .heads_unused import ave_unused
 from .model import SupervisedModel
-from .presets import TINY_UNIT_CHANGES, backbone_size, unit_preset
 
 AVE_CLASSES = 28
 #: head widths of the tiny configuration (§7)
@@ -57,14 +56,7 @@ class SupervisedAVE(SupervisedModel):
     num_classes = AVE_CLASSES
 
     def __init__(self, cfg: SupervisedAVEConfig):
-        size = backbone_size(cfg.size)
-        preset = unit_preset(cfg.preset)
-        head_changes = dict(cfg.head)
-        if cfg.size == "tiny":
-            preset = preset.replace(**TINY_UNIT_CHANGES)
-            head_changes = {**TINY_CMBS, **head_changes}
-        encoder = AdaptedSwinHTSAT(size, preset, cfg.segments, cfg.preset, cfg.visual_weights, cfg.audio_weights,
-                                   cfg.augment)
+        encoder, preset, head_changes = task_encoder(cfg, TINY_CMBS)
         visual_dim, audio_dim = encoder.output_dims
         head_cfg = dataclasses.replace(CMBSConfig(visual_dim=visual_dim, audio_dim=audio_dim,
                                                   temporal_gamma=preset.temporal_gamma), **head_changes)

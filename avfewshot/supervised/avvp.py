@@ -23,11 +23,10 @@ import torch
 from .. import metrics
 from ..errors import UserError
 from .augment import AugmentConfig, MixPlan, draw_mixup
-from .encoder import AdaptedSwinHTSAT
+from .encoder import task_encoder
 from .heads_unused import avvp_unused
 from .mgn import ST_FEATURE_DIM, MGNConfig, MGNHead, MGNOutputs, mgn_loss
 from .model import SupervisedModel
-from .presets import TINY_UNIT_CHANGES, backbone_size, unit_preset
 
 LLP_CLASSES = 25
 TINY_MGN = {"dim": 32, "heads": 8, "gate_dim": 16, "gate_ffn": 32, "depth_audio": 1, "depth_visual": 1, "depth_av": 1}
@@ -59,14 +58,7 @@ class SupervisedAVVP(SupervisedModel):
     num_classes = LLP_CLASSES
 
     def __init__(self, cfg: SupervisedAVVPConfig):
-        size = backbone_size(cfg.size)
-        preset = unit_preset(cfg.preset)
-        head_changes = dict(cfg.head)
-        if cfg.size == "tiny":
-            preset = preset.replace(**TINY_UNIT_CHANGES)
-            head_changes = {**TINY_MGN, **head_changes}
-        encoder = AdaptedSwinHTSAT(size, preset, cfg.segments, cfg.preset, cfg.visual_weights, cfg.audio_weights,
-                                   cfg.augment)
+        encoder, preset, head_changes = task_encoder(cfg, TINY_MGN)
         visual_dim, audio_dim = encoder.output_dims
         head_cfg = dataclasses.replace(
             MGNConfig(visual_dim=visual_dim, audio_dim=audio_dim, segments=cfg.segments,

@@ -156,3 +156,18 @@ class AdaptedSwinHTSAT(nn.Module):
         v = v + self.visual.mlp_part(s, step.visual_block, v) + delta_v
         a = a + delta_a
         return v, a, (maps_v.spatial_pool, maps_a.spatial_pool)
+
+
+def task_encoder(cfg, tiny_head: Dict) -> Tuple[AdaptedSwinHTSAT, UnitPreset, Dict]:
+    """The adapted encoder of a task config (``size``, ``preset``, ``segments``, weights, ``augment``), its unit
+    preset (shrunk for ``size="tiny"``) and the head overrides (``tiny_head`` first at tiny size, then ``cfg.head``)."""
+    from .presets import TINY_UNIT_CHANGES, backbone_size, unit_preset
+
+    preset = unit_preset(cfg.preset)
+    head_changes = dict(cfg.head)
+    if cfg.size == "tiny":
+        preset = preset.replace(**TINY_UNIT_CHANGES)
+        head_changes = {**tiny_head, **head_changes}
+    encoder = AdaptedSwinHTSAT(backbone_size(cfg.size), preset, cfg.segments, cfg.preset, cfg.visual_weights,
+                               cfg.audio_weights, cfg.augment)
+    return encoder, preset, head_changes
