@@ -253,6 +253,11 @@ def test_seeds_sweep_into_their_own_run_folders(tmp_path, monkeypatch):
                  "train.threads=1", "--seeds", "1", "2"]) == 0
     found = sorted(r["seed"] for r in avfewshot.load_results(tmp_path))
     assert found == [1, 2] and (tmp_path / "avqa" / "dgsct_supervised" / "tiny" / "seed2" / "config.yaml").exists()
+    # overrides may also follow the seeds (argparse would read them as more seeds)
+    assert main(["supervised", "--task", "avqa", "--results", str(tmp_path / "after"), "--no-progress",
+                 "--seeds", "3", "train.epochs=1", "train.threads=1"]) == 0
+    assert [r["seed"] for r in avfewshot.load_results(tmp_path / "after")] == [3]
+    assert "epochs: 1" in (tmp_path / "after" / "avqa" / "dgsct_supervised" / "tiny" / "seed3" / "config.yaml").read_text()
 
 
 def test_presets_default_by_task_and_data_root(tmp_path):

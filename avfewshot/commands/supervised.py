@@ -1,6 +1,8 @@
 """``avfewshot supervised``: the fully supervised runners (AVE, AVVP, AVS S4 / MS3, AVQA) on the shared engine."""
 from __future__ import annotations
 
+from .options import ListOption, all_overrides
+
 TASK_HELP = "ave (CMBS) | avvp (MGN) | avs_s4 | avs_ms3 (TPAVI) | avqa (ST-AVQA)"
 
 
@@ -10,7 +12,8 @@ def add_commands(sub) -> None:
     p.add_argument("--data-root", default=None, help="dataset root; omit to run the tiny configuration on the task's synthetic demo")
     p.add_argument("--preset", default=None, help="tiny (default without --data-root) | official (real size, released recipe)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default 1)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="run several seeds one after another")
+    p.add_argument("--seeds", nargs="+", action=ListOption, item_type=int, default=None,
+                   help="run several seeds one after another (--seeds 1 2 3 or 1,2,3)")
     p.add_argument("--results", "--results-dir", dest="results", default=None, help="results folder (default results/)")
     p.add_argument("--force", action="store_true", help="run again even if the run is finished")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch lines")
@@ -31,9 +34,9 @@ def _supervised(args) -> int:
 
         if args.preset is None:
             explicit["preset"] = "official" if args.task in ("ave", "avvp") else "tiny"
-        cfg = make_supervised_config(overrides=args.overrides, **explicit)
+        cfg = make_supervised_config(overrides=all_overrides(args), **explicit)
         print("\n".join(supervised_parameter_lines(cfg)))
         return 0
     for seed in args.seeds or [args.seed]:
-        run_supervised(overrides=args.overrides, force=args.force, progress=not args.no_progress, seed=seed, **explicit)
+        run_supervised(overrides=all_overrides(args), force=args.force, progress=not args.no_progress, seed=seed, **explicit)
     return 0
