@@ -1,6 +1,6 @@
 """``avfewshot bench baselines``: what the frozen-feature cache and CoCoOp's text truncation buy.
 
-On the embedded demo (tiny random encoders, the AVE task at 16 shots) it prints
+On the embedded demo (the tiny demo encoders, the AVE task at 16 shots) it prints
 - the training-epoch time of CoOp and CLIP-Adapter with the feature cache off and on (warm), and
   their ratio (the cache removes both towers from every step; target >= 20x);
 - CoCoOp's training-step time (batch 1, every segment its own prompts) with full-length text
@@ -153,7 +153,7 @@ def main(args) -> int:
 
 def _measure(work: Path, repeats: int, precision: str) -> Dict[str, object]:
     figures = {"repeats": repeats, "precision": precision}
-    print(f"demo AVE task, 16 shots, tiny random encoders; median over repeats; precision {precision}")
+    print(f"demo AVE task, 16 shots, tiny demo encoders; median over repeats; precision {precision}")
     for name in ("coop", "clip_adapter"):
         f = _cache_figures(work, name, repeats, precision)
         figures[name] = f

@@ -296,7 +296,7 @@ def table_markdown(table: Table, ci95: bool = False) -> str:
     ]
     if table.demo:
         lines.append("")
-        lines.append("**Synthetic demo data with tiny random encoders: these numbers only show that the pipeline works.**")
+        lines.append("**Synthetic demo data with the tiny demo encoders: these numbers only show that the pipeline works.**")
     lines.append("")
     cells = pd.DataFrame({"task": frame["task"]})
     if table.show_preset:
