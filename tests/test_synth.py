@@ -241,3 +241,27 @@ def test_ensure_demo_builds_once_atomically(monkeypatch):
     assert len(read_annotations("ave", root).records) == len(synth.load_manifest(root)["clips"])
     with pytest.raises(UserError, match="no demo"):
         synth.ensure_demo("avqa")
+
+
+def test_supervised_demo_roots_are_rebuilt_when_the_generator_or_settings_change(tmp_path, monkeypatch):
+    import json
+
+    from avfewshot.data.synth import supervised_demo
+
+    built = []
+
+    def fake_writer(name):
+        def write(root):
+            built.append(name)
+            (root / "content.txt").write_text(str(len(built)))
+        return write
+
+    monkeypatch.setenv("AVFEWSHOT_CACHE", str(tmp_path))
+    monkeypatch.setattr(supervised_demo, "_writer", fake_writer)
+    root = supervised_demo.ensure_supervised_demo("avqa")
+    assert supervised_demo.ensure_supervised_demo("avqa") == root and built == ["avqa"]  # reused
+    marker = json.loads((root / supervised_demo.MARKER).read_text())
+    assert marker["generator"] and marker["settings"] == supervised_demo.SUPERVISED_DEMOS["avqa"]
+    (root / supervised_demo.MARKER).write_text(json.dumps({**marker, "generator": "an older generator"}))
+    supervised_demo.ensure_supervised_demo("avqa")
+    assert built == ["avqa", "avqa"] and (root / "content.txt").read_text() == "2"  # rebuilt in place

@@ -46,12 +46,19 @@ def _writer(name: str) -> Callable[[Path], None]:
     return lambda root: make_avqa(root, **settings)
 
 
+def _marker(name: str) -> Dict[str, Any]:
+    """What makes a root current: this module's version, the synthesis generator's and the settings."""
+    from .make import GENERATOR_VERSION
+
+    return {"version": DEMO_VERSION, "generator": GENERATOR_VERSION, "settings": SUPERVISED_DEMOS[name]}
+
+
 def _current(root: Path, name: str) -> bool:
     try:
         marker = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker == {"version": DEMO_VERSION, "settings": SUPERVISED_DEMOS[name]}
+    return marker == _marker(name)
 
 
 def ensure_supervised_demo(task: str) -> Path:
@@ -72,7 +79,7 @@ def ensure_supervised_demo(task: str) -> Path:
     temp = Path(tempfile.mkdtemp(prefix=f".{task}-building-", dir=str(base)))
     try:
         _writer(task)(temp)
-        (temp / MARKER).write_text(json.dumps({"version": DEMO_VERSION, "settings": SUPERVISED_DEMOS[task]}))
+        (temp / MARKER).write_text(json.dumps(_marker(task)))
         if root.exists():
             if _current(root, task):  # another process finished first
                 return root
