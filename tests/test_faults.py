@@ -231,14 +231,21 @@ import sys
 from pathlib import Path
 from avfewshot.experiments import claims
 import torch.distributed as dist
+
+
+def say(line):  # one write per line: the two ranks share one pipe (print writes text and newline apart)
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+
+
 run_dir = Path(sys.argv[1])
-claim = claims.claim_cell(run_dir, lambda d: False, 60.0, print)
-print(f"rank {dist.get_rank()}: {claim.decision} owned={claim.owned} lock={(run_dir / claims.LOCK_FILE).exists()}")
+claim = claims.claim_cell(run_dir, lambda d: False, 60.0, say)
+say(f"rank {dist.get_rank()}: {claim.decision} owned={claim.owned} lock={(run_dir / claims.LOCK_FILE).exists()}")
 dist.barrier()
 claim.release()
 dist.barrier()
-again = claims.claim_cell(run_dir, lambda d: True, 60.0, print)  # finished meanwhile: every rank reads it back
-print(f"rank {dist.get_rank()} again: {again.decision}")
+again = claims.claim_cell(run_dir, lambda d: True, 60.0, say)  # finished meanwhile: every rank reads it back
+say(f"rank {dist.get_rank()} again: {again.decision}")
 """
 
 
