@@ -2,7 +2,7 @@
 
 For each method: the demo main job's settings (``--recipes runners``: ``runners/<method>.yaml`` plus the demo
 layer), one task (default ``ave``: 480 scored test segments; on the video-level tasks one clip is 2 points and
-a 16-shot run moves by more than that under any change of the arithmetic), 16 shots, one seed, trained and tested three times: fp32; ``train.precision=bf16`` with the
+a 16-shot run can move by more than 5 points when the training arithmetic changes slightly), 16 shots, one seed, trained and tested three times: fp32; ``train.precision=bf16`` with the
 frozen towers in fp32; ``train.precision=bf16 model.frozen_dtype=bf16``. Prints a markdown table and writes
 it, with every run's accuracy and recorded precision, as JSON next to the results.
 
