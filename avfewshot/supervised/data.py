@@ -44,14 +44,11 @@ def build_datasets(dataset: str, root: Path, size: BackboneSize, cache_dir: Opti
     return out
 
 
-class SegmentSubset:
-    """Items of ``dataset`` restricted to the listed seconds (in order)."""
+class DatasetView:
+    """Another dataset's records and length; a subclass changes what its items hold."""
 
-    def __init__(self, dataset, seconds: Sequence[int]):
+    def __init__(self, dataset):
         self.dataset = dataset
-        self.seconds = torch.as_tensor(list(seconds), dtype=torch.long)
-        if len(self.seconds) == 0:
-            raise UserError("SegmentSubset: no seconds selected")
 
     @property
     def records(self):
@@ -59,6 +56,16 @@ class SegmentSubset:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+
+class SegmentSubset(DatasetView):
+    """Items of ``dataset`` restricted to the listed seconds (in order)."""
+
+    def __init__(self, dataset, seconds: Sequence[int]):
+        super().__init__(dataset)
+        self.seconds = torch.as_tensor(list(seconds), dtype=torch.long)
+        if len(self.seconds) == 0:
+            raise UserError("SegmentSubset: no seconds selected")
 
     def __getitem__(self, index: int):
         item = self.dataset[index]

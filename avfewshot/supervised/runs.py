@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import UserError
 from .augment import AugmentConfig
-from .data import SegmentSubset, build_datasets
+from .data import DatasetView, SegmentSubset, build_datasets
 from .presets import backbone_size
 
 
@@ -31,18 +31,12 @@ def _to(batch, device):
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-class _STFeatures:
+class _STFeatures(DatasetView):
     """Adds the LLP R(2+1)D-18 features (``st_features``, (10, 512)) to a dataset's items."""
 
     def __init__(self, dataset, folder: Optional[str]):
-        self.dataset, self.folder = dataset, folder
-
-    @property
-    def records(self):
-        return self.dataset.records
-
-    def __len__(self) -> int:
-        return len(self.dataset)
+        super().__init__(dataset)
+        self.folder = folder
 
     def __getitem__(self, index: int):
         from .avvp import load_st_features
