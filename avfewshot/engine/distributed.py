@@ -8,6 +8,7 @@ same way and the predictions are gathered before the metrics, which rank 0 write
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Iterator, List
@@ -83,8 +84,20 @@ def init_from_environment(device: str = "auto") -> Context:
         if on_gpu:
             torch.cuda.set_device(resolve_device(device))
         torch.distributed.init_process_group(backend="nccl" if on_gpu else "gloo")
+        atexit.register(leave_process_group)
     _CONTEXT = Context(rank=torch.distributed.get_rank(), world=torch.distributed.get_world_size())
     return _CONTEXT
+
+
+def leave_process_group() -> None:
+    """Destroy the process group this module joined (registered at exit when joining).
+
+    Without it the interpreter can exit while gloo's threads still run, and a rank that finished its work
+    aborts ("terminate called without an active exception"), so torchrun reports a failed run."""
+    global _CONTEXT
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _CONTEXT = Context()
 
 
 class EpochShardSampler(Sampler):
