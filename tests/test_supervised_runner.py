@@ -91,6 +91,21 @@ def _fake(monkeypatch, val_scores=None):
     return made
 
 
+def _die_in_epoch(monkeypatch, epoch: int):
+    """Make the runner raise KeyboardInterrupt when it seeds epoch ``epoch``; returns the real seeding function."""
+    real = runner.seed_everything
+    calls = {"n": 0}
+
+    def dies(seed):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise KeyboardInterrupt
+        real(seed)
+
+    monkeypatch.setattr(runner, "seed_everything", dies)
+    return real
+
+
 def test_selection_on_validation_restores_the_best_epoch_and_early_stops(tmp_path, monkeypatch):
     made = _fake(monkeypatch, val_scores=[1.0, 3.0, 2.0, 3.0, 1.0, 0.5, 9.0])
     metrics = _run(tmp_path, "avs_s4", "train.epochs=7", "train.early_stop=3")
@@ -123,16 +138,7 @@ def test_finished_runs_are_skipped_and_forced_runs_start_over(tmp_path, monkeypa
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path, monkeypatch):
     _fake(monkeypatch)
-    real = runner.seed_everything
-    calls = {"n": 0}
-
-    def dies_in_epoch_two(seed):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        real(seed)
-
-    monkeypatch.setattr(runner, "seed_everything", dies_in_epoch_two)
+    real = _die_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "avqa", "train.epochs=3")
     monkeypatch.setattr(runner, "seed_everything", real)
@@ -194,16 +200,7 @@ def test_tiny_avs_s4_beats_all_background(s4_straight):
 
 @pytest.mark.slow
 def test_killed_avs_run_resumes_to_identical_metrics(tmp_path, monkeypatch, s4_straight):
-    real = runner.seed_everything
-    calls = {"n": 0}
-
-    def dies_in_epoch_four(seed):  # as if the process were killed during epoch 4
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        real(seed)
-
-    monkeypatch.setattr(runner, "seed_everything", dies_in_epoch_four)
+    real = _die_in_epoch(monkeypatch, 4)  # as if the process were killed during epoch 4
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "avs_s4")
     run_dir = tmp_path / "avs_s4" / "dgsct_supervised" / "tiny" / "seed1"
