@@ -20,9 +20,12 @@ CLASSES = ["dog bark", "Frying_(food)", "speech", "car"]
 #: relative error of tower outputs with bf16 weights (autocast entered by the towers) against fp32, tiny towers
 TOWER_BOUND = 3e-2
 #: relative error of the fused logits / all trainable gradients of one bf16 DG-SCT step against fp32 (tiny
-#: random towers, gates opened; measured 5.1e-2 / 2.4e-2, of which 4.9e-2 / 1.7e-2 with the towers' LayerNorms
-#: reading the residual stream in fp32 instead of bf16, see precision.to_autocast_dtype)
-STEP_BOUND = 6e-2
+#: random towers, every gate opened to 0.5, so the units' bf16 deltas dominate the logits): measured 6.2e-2 /
+#: 2.3e-2 with bf16 streams and the fused bottleneck's wide tensors in bf16 (its output as accurate as the
+#: plain autocast path's, tests/test_precision_kernels.py); 3.8e-2 / 2.1e-2 with that kernel in fp32, 5.1e-2 /
+#: 2.4e-2 with fp32 streams and that kernel in fp32. At initialisation (gates 0) the real-size model's
+#: logits are 1.8e-2 off (``avfewshot bench dgsct``).
+STEP_BOUND = 8e-2
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -2,11 +2,12 @@
 
 Relative error = ||got - ref|| / ||ref||, ref = the same module in fp32 (no autocast). Measured on
 CPU at these shapes (bf16 / fp16):
-* DG-SCT unit (fused kernel under autocast computes in fp32; the attention branches around it run in
-  the autocast dtype, the per-segment prompt-side maps in fp32, ``dgsct_unit.per_row``): output
-  3.0-3.1e-3 / 3.7-3.8e-4 (plain path 5.8-6.1e-3 / 7.3-7.5e-4), gradient of x 1.9-3.9e-2 / 4.6-5.3e-4
-  (plain 1.5-3.9e-2 / 7.8-8.5e-4), of the guide 2.3-3.8e-2 / 3.0-4.8e-3 (plain 2.9-3.7e-2 /
-  3.4-5.1e-3), all parameter gradients 1.5-3.6e-2 / 4.8-5.8e-4. (Before ``per_row``, with those maps
+* DG-SCT unit (the fused kernel's wide tensors in bf16 on the CPU, with fp32 statistics and a fp32
+  narrow bottleneck; in fp32 under fp16; the attention branches around it run in the autocast dtype,
+  the per-segment prompt-side maps in fp32, ``dgsct_unit.per_row``): output 6.4-6.6e-3 / 3.7-3.8e-4
+  (plain path 5.8-6.1e-3 / 7.3-7.5e-4), gradient of x 2.0-3.8e-2 / 4.6-5.3e-4 (plain 1.5-3.9e-2 /
+  7.8-8.5e-4), of the guide 3.0-3.7e-2 / 3.0-4.8e-3 (plain 2.9-3.7e-2 / 3.4-5.1e-3), all parameter
+  gradients 1.6-3.5e-2 / 4.8-5.8e-4. (With the fused kernel in fp32 under bf16 too: output 3.0-3.1e-3.) (Before ``per_row``, with those maps
   in the autocast dtype: gradients up to 7.0e-2 / 2.8e-2.) Bounds: ``UNIT``. Single parameter gradients are not bounded one by one: those of the
   spatial and temporal scorers are near zero (pre-LN cancels per-token scales, see dgsct_unit) and
   their relative error is large on both paths; all gradients together are.
@@ -91,7 +92,9 @@ def test_fused_unit_under_autocast_equals_the_plain_path_and_fp32(options, preci
     bound = UNIT[precision]
     assert all(e < b for e, b in zip(fused_err, bound)), fused_err
     assert all(e < b for e, b in zip(plain_err, bound)), plain_err
-    assert fused_err[0] <= plain_err[0]  # fp32 inside the fused kernel: its output is the closer one
+    # bf16 on the CPU: the fused kernel's wide tensors are bf16 as the plain path's are, with fp32
+    # statistics; fp16: it computes in fp32, so its output is the closer one
+    assert fused_err[0] <= plain_err[0] * (1.25 if precision == "bf16" else 1.0)
 
 
 def swin_block(dim, resolution, heads, shift):

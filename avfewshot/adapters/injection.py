@@ -133,29 +133,37 @@ class AdaptedEncoders(nn.Module):
         return unit(x, guide)
 
     def _step(self, step: PairedStep, v: torch.Tensor, a: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One paired step. The streams v, a stay fp32; under autocast the units (and the MLP's LayerNorm)
-        read one low-precision copy of each (``to_autocast_dtype``) instead of each GEMM casting its own:
-        the same values, one copy kept for backward instead of three to five."""
+        """One paired step. The streams keep the towers' ``stream_dtype`` (fp32, or bf16 with bf16 frozen
+        weights). Under autocast with fp32 streams the units (and the MLP's LayerNorm) read one
+        low-precision copy of each (``to_autocast_dtype``) instead of each GEMM casting its own: the same
+        values, one copy kept for backward instead of three to five."""
         image, i = self.image_tower, step.index
         a = self.audio_tower.block(step.audio_stage, step.audio_block, a)
-        v = v + image.attention_part(step.visual_flat, v)
+        v = residual_add(v, image.attention_part(step.visual_flat, v))
         if self.v2a or self.a2v:
             a_in, v_in = to_autocast_dtype(a), to_autocast_dtype(v)
             delta_a = self._unit(self.audio_p1[i], a_in, v_in) if self.v2a else None
             delta_v = self._unit(self.visual_p1[i], v_in, a_in) if self.a2v else None
             if delta_a is not None:
-                a = a + delta_a
+                a = residual_add(a, delta_a)
             if delta_v is not None:
-                v = v + delta_v
+                v = residual_add(v, delta_v)
         a_in, v_in = to_autocast_dtype(a), to_autocast_dtype(v)
-        v_mlp = v + image.mlp_part(step.visual_flat, v_in)
+        v_mlp = residual_add(v, image.mlp_part(step.visual_flat, v_in))
         if self.v2a:
-            a_next = a + self._unit(self.audio_p2[i], a_in, v_in)
+            a_next = residual_add(a, self._unit(self.audio_p2[i], a_in, v_in))
         else:
             a_next = a
         if self.a2v:
-            v_mlp = v_mlp + self._unit(self.visual_p2[i], v_in, a_in)
+            v_mlp = residual_add(v_mlp, self._unit(self.visual_p2[i], v_in, a_in))
         return v_mlp, a_next
+
+
+def residual_add(stream: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """stream + delta in the stream's dtype (a fp32 delta added to a bf16 stream is summed in fp32 and
+    rounded once)."""
+    out = stream + delta
+    return out if out.dtype == stream.dtype else out.to(stream.dtype)
 
 
 def checkpoint_mode(value: Any) -> str:

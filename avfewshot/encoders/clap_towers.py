@@ -236,18 +236,18 @@ class AudioTower(FrozenTower):
 
     @low_precision_compute
     def embed(self, img: torch.Tensor) -> torch.Tensor:
-        """(N, 1, F, F) -> (N, L, C1) patch tokens (fp32 whatever the weights' dtype)."""
+        """(N, 1, F, F) -> (N, L, C1) patch tokens in ``stream_dtype``."""
         b = self.branch
         x = b.patch_embed(img, longer_idx=[]) if self.fused else b.patch_embed(img)
         if b.ape:
             x = x + b.absolute_pos_embed
-        return b.pos_drop(x).float()
+        return b.pos_drop(x).to(self.stream_dtype)
 
     @low_precision_compute
     def downsample(self, s: int, x: torch.Tensor) -> torch.Tensor:
-        """Stage s's patch merging (identity when it has none), fp32 out."""
+        """Stage s's patch merging (identity when it has none), ``stream_dtype`` out."""
         stage = self.stages[s]
-        return x if stage.downsample is None else stage.downsample(x).float()
+        return x if stage.downsample is None else stage.downsample(x).to(self.stream_dtype)
 
     @low_precision_compute
     def block(self, s: int, j: int, x: torch.Tensor) -> torch.Tensor:

@@ -94,9 +94,9 @@ class ImageTower(FrozenTower):
 
     @low_precision_compute
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised images -> (N, L, W) tokens after ln_pre (class token first); the
-        residual stream stays fp32 when the weights are bf16 / fp16."""
-        return self.visual._embeds(images).float()
+        """(N, 3, H, W) normalised images -> (N, L, W) tokens after ln_pre (class token first), in
+        ``stream_dtype`` (fp32, or bf16 with bf16 weights)."""
+        return self.visual._embeds(images).to(self.stream_dtype)
 
     @low_precision_compute
     def attention_part(self, i: int, x: torch.Tensor) -> torch.Tensor:
