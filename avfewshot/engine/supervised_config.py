@@ -122,8 +122,9 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
                      "train.step_size": 1000, "train.gamma": 1.0, "train.eval_batch_size": 4},
     },
     "avqa": {
-        "tiny": {"train.epochs": 33, "train.lr": 2e-3, "train.batch_size": 16, "train.eval_batch_size": 64,
-                 "model.grounding_epochs": 3},
+        # batches of 6 questions grouped by video (the demo has 6 per video): about one encoder pass per step
+        "tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 6, "train.eval_batch_size": 64,
+                 "model.grounding_epochs": 1},
         # released ST-AVQA: Adam 1e-4, StepLR(8, 0.1), 80 epochs, early stop 3, batch 8 (after the grounding stage)
         "official": {"model.size": "real", "train.epochs": 80, "train.lr": 1e-4, "train.step_size": 8,
                      "train.gamma": 0.1, "train.batch_size": 8, "train.early_stop": 3, "model.grounding_epochs": 1},

@@ -51,7 +51,7 @@ def build_task_run(cfg: SupervisedRunConfig, root: Optional[Path] = None):
         from ..supervised.runs import build_clip_task_run
 
         return build_clip_task_run(cfg.task, root, cfg)
-    from ..supervised_heads.runs import build_head_task_run
+    from ..supervised_heads.adapted_runs import build_head_task_run
 
     return build_head_task_run(cfg.task, root, cfg)
 

@@ -178,3 +178,16 @@ class AdaptedAVQATaskRun:
     def baselines(self, split: str) -> Dict[str, Dict[str, float]]:
         majority = Counter(self.data["train"]["answers"].tolist()).most_common(1)[0][0]
         return {"majority": self._scores(np.full(self.counts[split], majority), split)}
+
+
+def build_head_task_run(task: str, root: Path, cfg):
+    """The adapted encoder's task run (``model.encoder=adapted``, the default) or the stand-in's (``standin``)."""
+    if task not in ("avs_s4", "avs_ms3", "avqa"):
+        raise ValueError(f"not an AVS / AVQA task: {task!r}")
+    if cfg.model.encoder == "adapted":
+        return AdaptedAVQATaskRun(root, cfg) if task == "avqa" else AdaptedAVSTaskRun(root, task.split("_")[1], cfg)
+    from .runs import AVQATaskRun, AVSTaskRun
+
+    if task == "avqa":
+        return AVQATaskRun(root, cfg)
+    return AVSTaskRun(root, task.split("_")[1], cfg)

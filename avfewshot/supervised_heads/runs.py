@@ -2,7 +2,7 @@
 
 This module holds the stand-in fast path (``model.encoder=standin``): the heads read the frozen tiny stand-in
 encoder (``standin.py``), computed once per split, and only the head trains. The default task runs, on the
-adapted Swin-V2 + HTS-AT encoder, are ``adapted_runs.py``; ``build_head_task_run`` picks one.
+adapted Swin-V2 + HTS-AT encoder, are ``adapted_runs.py``, whose ``build_head_task_run`` picks one.
 AVQA's grounding pre-stage is the first ``grounding_epochs`` epochs: the match term only (the answer path
 gets no gradient), then both terms on the same head; selection starts after the pre-stage.
 """
@@ -178,16 +178,3 @@ class AVQATaskRun:
     def baselines(self, split: str) -> Dict[str, Dict[str, float]]:
         majority = Counter(self.data["train"]["answers"].tolist()).most_common(1)[0][0]
         return {"majority": self._scores(np.full(self.counts[split], majority), split)}
-
-
-def build_head_task_run(task: str, root: Path, cfg):
-    """The adapted encoder's task run (``model.encoder=adapted``, the default) or the stand-in's (``standin``)."""
-    if task not in ("avs_s4", "avs_ms3", "avqa"):
-        raise ValueError(f"not an AVS / AVQA task: {task!r}")
-    if cfg.model.encoder == "adapted":
-        from .adapted_runs import AdaptedAVQATaskRun, AdaptedAVSTaskRun
-
-        return AdaptedAVQATaskRun(root, cfg) if task == "avqa" else AdaptedAVSTaskRun(root, task.split("_")[1], cfg)
-    if task == "avqa":
-        return AVQATaskRun(root, cfg)
-    return AVSTaskRun(root, task.split("_")[1], cfg)
