@@ -148,8 +148,9 @@ class DGSCTUnit(nn.Module):
         temporal_map = self._temporal_attention(prompt) if cfg.temporal else None
 
         row_scale, token_scale = self._modulation(channel_map, spatial_map, temporal_map)
-        if self.fused and not cfg.gate_before_post_ln and fused_path_applies(cfg, row_scale, token_scale, getattr(self, "bn_down", None),
-                                             getattr(self, "bn_up", None)):
+        fused = self.fused and not cfg.gate_before_post_ln  # the fused path folds the gate after the post-LN
+        if fused and fused_path_applies(cfg, row_scale, token_scale, getattr(self, "bn_down", None),
+                                        getattr(self, "bn_up", None)):
             delta = self._fused_bottleneck(x, row_scale, token_scale)
         else:
             delta = self._bottleneck(self._modulate(x, row_scale, token_scale))
