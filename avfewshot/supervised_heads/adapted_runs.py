@@ -20,7 +20,7 @@ from ..data.facts import AVQA_SEGMENTS, AVS_META_FILES
 from ..metrics import avqa_accuracy, avs_evaluate, avs_fscore_dataset
 from ..supervised.augment import AugmentConfig
 from ..supervised.presets import backbone_size
-from .media import MediaStore, avqa_video, avs_item, stack
+from .media import MediaStore, avqa_frame, avqa_video, avs_item, stack
 from .runs import AVS_CLIPS_PER_BATCH, _to
 
 SPLITS = ("train", "val", "test")
@@ -112,6 +112,7 @@ class AdaptedAVQATaskRun:
         self.first_selectable_epoch = m.grounding_epochs
         self.device: Optional[torch.device] = None
         size = backbone_size(m.size)
+        self.root, self.image_size = root, size.visual.img_size
         self.store = MediaStore(lambda vid: avqa_video(root, vid, size.visual.img_size, size.audio.sample_rate),
                                 memoise=cfg.demo)
         self.model = SupervisedAVQA(SupervisedAVQAConfig(
@@ -140,7 +141,11 @@ class AdaptedAVQATaskRun:
         for _ in range(AVQA_SEGMENTS):
             other = int(rng.integers(0, len(videos) - 1))
             other += other >= position  # uniform over the other videos
-            frames.append(self.store[videos[other]]["frames"][int(rng.integers(0, AVQA_SEGMENTS))])
+            index = int(rng.integers(0, AVQA_SEGMENTS))
+            if self.store.memoise:
+                frames.append(self.store[videos[other]]["frames"][index])
+            else:  # decode the one frame, not the other video's ten
+                frames.append(avqa_frame(self.root, videos[other], index, self.image_size))
         return torch.stack(frames)
 
     def _grouped(self, split: str, rng: Optional[np.random.Generator]) -> List[int]:

@@ -68,9 +68,8 @@ def avs_item(root, clip, image_size: int, rate: int, mask_size: int) -> Dict[str
             "masks": masks_tensor(data["masks"], mask_size)}
 
 
-def avqa_video(root, video_id: str, image_size: int, rate: int) -> Dict[str, torch.Tensor]:
-    """The 10 frames (linspace over the video's JPGs) and 10 audio segments of a MUSIC-AVQA video."""
-    from ..data.avsbench import read_frame
+def avqa_frame_paths(root, video_id: str):
+    """The video's 10 frame files: linspace over its JPGs (the released pick)."""
     from ..errors import MediaError
 
     folder = Path(root) / "frames" / video_id
@@ -78,7 +77,22 @@ def avqa_video(root, video_id: str, image_size: int, rate: int) -> Dict[str, tor
     if not names:
         raise MediaError(f"{folder}: no .jpg frames for AVQA video {video_id}")
     picks = np.linspace(1, len(names), AVQA_SEGMENTS).astype(int) - 1
-    frames = np.stack([read_frame(names[i]) for i in picks])
+    return [names[i] for i in picks]
+
+
+def avqa_frame(root, video_id: str, index: int, image_size: int) -> torch.Tensor:
+    """One of the video's 10 frames, (3, size, size): a negative needs a single frame, not the whole video."""
+    from ..data.avsbench import read_frame
+
+    return frames_tensor(read_frame(avqa_frame_paths(root, video_id)[index])[None], image_size)[0]
+
+
+def avqa_video(root, video_id: str, image_size: int, rate: int) -> Dict[str, torch.Tensor]:
+    """The 10 frames (linspace over the video's JPGs) and 10 audio segments of a MUSIC-AVQA video."""
+    from ..data.avsbench import read_frame
+    from ..errors import MediaError
+
+    frames = np.stack([read_frame(p) for p in avqa_frame_paths(root, video_id)])
     wave_path = Path(root) / "audio_wave" / f"{video_id}.npy"
     if not wave_path.is_file():
         raise MediaError(f"{wave_path}: audio waveform not found (DG-SCT layout: {AVQA_SEGMENTS} x 32,000 samples)")
