@@ -25,6 +25,10 @@ Switches. A switched-off part has no parameters and its term is dropped:
 * ``latent_exchange=False``: no latent tokens and no ``gate_av``; x enters step 3 unchanged.
 * With latent exchange, C, S and T all off, the guide is unused and the projection is not built.
 * ``use_bn`` / ``pre_ln`` / ``post_ln`` / ``output_gate`` drop the BatchNorms, LayerNorms, gate.
+* Released supervised AVS columns (docs/supervised.md §0): ``alignment="interp"`` replaces the token map
+  W_tok by a bicubic resize of the guide's square token grid (no W_tok, no b_tok); ``gate_before_post_ln``
+  computes LN_post(gate · h) (with ``pre_ln=False``: the released AVS order; at gate 0 the output is the
+  post-LN bias, 0 at initialisation).
 
 Temporal ``"rnn"`` mode (the paper's recurrent temporal attention; the official few-shot code has
 none): rows are video-major (n = T·b + t), the T per-segment prompts of a video form a sequence
@@ -85,8 +89,10 @@ class DGSCTUnit(nn.Module):
         self.last_maps: Optional[AttentionMaps] = None
 
         if cfg.uses_guide:
-            # official conv_adapter (1x1 Conv2d over the guide's token axis) and fc
-            self.guide_token_proj = nn.Linear(cfg.guide_tokens, cfg.tokens)
+            # official conv_adapter (1x1 Conv2d over the guide's token axis) and fc; alignment="interp"
+            # resizes the guide's token grid instead and builds no token map
+            if cfg.alignment == "conv":
+                self.guide_token_proj = nn.Linear(cfg.guide_tokens, cfg.tokens)
             self.guide_channel_proj = nn.Linear(cfg.guide_dim, c)
         if cfg.latent_exchange:
             self.latent_tokens = nn.Parameter(torch.rand(cfg.num_latent_tokens, c))
@@ -128,9 +134,13 @@ class DGSCTUnit(nn.Module):
         cfg = self.config
         self._check_inputs(x, guide)
 
-        prompt = self._project_guide_mean(guide) if cfg.uses_guide else None
+        projected = self._interp_guide(guide) if cfg.uses_guide and cfg.alignment == "interp" else None
+        if projected is not None:
+            prompt = projected.mean(dim=1)
+        else:
+            prompt = self._project_guide_mean(guide) if cfg.uses_guide else None
         if cfg.latent_exchange:
-            x = self._latent_exchange(x, guide)
+            x = self._latent_exchange(x, guide, projected)
 
         channel_map = self._channel_attention(x, prompt) if cfg.channel else None
         spatial_logits = self._spatial_logits(x, prompt, channel_map) if cfg.spatial else None
@@ -138,8 +148,9 @@ class DGSCTUnit(nn.Module):
         temporal_map = self._temporal_attention(prompt) if cfg.temporal else None
 
         row_scale, token_scale = self._modulation(channel_map, spatial_map, temporal_map)
-        if self.fused and fused_path_applies(cfg, row_scale, token_scale, getattr(self, "bn_down", None),
-                                             getattr(self, "bn_up", None)):
+        fused = self.fused and not cfg.gate_before_post_ln  # the fused path folds the gate after the post-LN
+        if fused and fused_path_applies(cfg, row_scale, token_scale, getattr(self, "bn_down", None),
+                                        getattr(self, "bn_up", None)):
             delta = self._fused_bottleneck(x, row_scale, token_scale)
         else:
             delta = self._bottleneck(self._modulate(x, row_scale, token_scale))
@@ -198,6 +209,25 @@ class DGSCTUnit(nn.Module):
         b_tok = self.guide_token_proj.bias
         return F.linear(guide, w_ch), torch.addr(b_ch.expand(b_tok.shape[0], -1), b_tok, w_ch.sum(dim=1))
 
+    def _interp_guide(self, guide: torch.Tensor) -> torch.Tensor:
+        """alignment="interp" (released AVS-S4): (N, L_P, C_P) -> (N, L, C) = bicubic resize of the guide's
+        √L_P x √L_P token grid (row-major) to √L x √L, and the Linear C_P -> C.
+
+        The released unit applies the Linear first; bicubic weights sum to one per output token, so both
+        orders give the same result (bias included) and the one moving fewer channels through the
+        resize runs."""
+        cfg = self.config
+        n, side, out = guide.shape[0], cfg.guide_grid, cfg.grid
+
+        def resize(t: torch.Tensor) -> torch.Tensor:
+            grid = t.transpose(1, 2).reshape(n, t.shape[-1], side, side)
+            grid = F.interpolate(grid, size=(out, out), mode="bicubic", align_corners=False)
+            return grid.flatten(2).transpose(1, 2)
+
+        if cfg.guide_dim <= cfg.dim:
+            return self.guide_channel_proj(resize(guide))
+        return resize(self.guide_channel_proj(guide))
+
     def _project_guide_mean(self, guide: torch.Tensor) -> torch.Tensor:
         """Token mean of the projected guide, (N, C), without building the (N, L, C) tensor."""
         w_tok, b_tok = self.guide_token_proj.weight, self.guide_token_proj.bias
@@ -207,16 +237,19 @@ class DGSCTUnit(nn.Module):
         pooled = torch.bmm(mean_row, guide).squeeze(1) + b_tok.mean()
         return per_row(self.guide_channel_proj, pooled)
 
-    def _latent_exchange(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    def _latent_exchange(self, x: torch.Tensor, guide: torch.Tensor,
+                         projected: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x + gate_av · (the tokens of x read K latent tokens that first read the projected guide).
 
-        Both softmaxes are unscaled, as in the official unit.
+        Both softmaxes are unscaled, as in the official unit. ``projected``: the guide already on x's
+        grid (alignment="interp").
         """
-        tokens = self._latent_tokens_after_reading(guide)  # (N, K, C)
+        tokens = self._latent_tokens_after_reading(guide, projected)  # (N, K, C)
         weights = torch.softmax(torch.bmm(x, tokens.transpose(1, 2)), dim=-1)  # (N, L, K)
         return torch.baddbmm(x, weights, self.exchange_gate * tokens)
 
-    def _latent_tokens_after_reading(self, guide: torch.Tensor) -> torch.Tensor:
+    def _latent_tokens_after_reading(self, guide: torch.Tensor,
+                                     projected: Optional[torch.Tensor] = None) -> torch.Tensor:
         """T + softmax(T Gᵀ) G for the K latent tokens T and the guide projected onto x's grid,
         G = W_tok (guide W_chᵀ) + B (N, L, C).
 
@@ -226,8 +259,8 @@ class DGSCTUnit(nn.Module):
         at the first stage this saves a (20, 4096, 96) tensor kept for backward and its GEMMs.
         """
         tokens = self.latent_tokens
-        if self.projection_tokens_first():
-            projected = self._project_guide(guide)
+        if projected is not None or self.projection_tokens_first():
+            projected = self._project_guide(guide) if projected is None else projected
             reads = torch.softmax(torch.matmul(tokens, projected.transpose(1, 2)), dim=-1)  # (N, K, L)
             return tokens + torch.bmm(reads, projected)
         w_tok = self.guide_token_proj.weight  # (L, L_P)
@@ -323,7 +356,11 @@ class DGSCTUnit(nn.Module):
             h = self.ln_before(h)
         h = F.relu(self._pointwise(h, self.down, self.bn_down if cfg.use_bn else None), inplace=True)
         h = self._pointwise(h, self.up, self.bn_up if cfg.use_bn else None)
-        if cfg.post_ln:
+        if cfg.post_ln and cfg.gate_before_post_ln:
+            if cfg.output_gate:  # released AVS order: the gate scales the LayerNorm's input
+                h = self.gate * h
+            h = self.ln_post(h)
+        elif cfg.post_ln:
             h = F.layer_norm(h, (c,), *self._post_affine(), self.ln_post.eps)
         elif cfg.output_gate:
             h = self.gate * h

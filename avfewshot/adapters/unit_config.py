@@ -19,6 +19,7 @@ from ..errors import UserError
 TEMPORAL_MODES = ("gate", "rnn")
 RNN_CELLS = ("gru", "lstm")
 PROJECTION_ORDERS = ("auto", "tokens_first", "channels_first")
+ALIGNMENTS = ("conv", "interp")
 
 
 @dataclass
@@ -49,6 +50,10 @@ class DGSCTUnitConfig:
     output_gate: bool = True  # zero-initialised output gate (exact zero output at init)
     segments: int = 10  # T: rows are video-major, n = T*b + t
     projection_order: str = "auto"  # auto | tokens_first | channels_first (compute only)
+    # guide token alignment: conv (dense L_P x L map, official) | interp (bicubic resize of the sqrt(L_P) grid
+    # to sqrt(L), the released AVS-S4 unit; no token map is built)
+    alignment: str = "conv"
+    gate_before_post_ln: bool = False  # released AVS order: LN_post(gate * h) instead of gate * LN_post(h)
 
     def __post_init__(self) -> None:
         def fail(field: str, why: str) -> None:
@@ -75,6 +80,21 @@ class DGSCTUnitConfig:
             fail("rnn_hidden", "must be a positive integer or None (= dim // reduction)")
         if self.projection_order not in PROJECTION_ORDERS:
             fail("projection_order", f"choose one of {', '.join(PROJECTION_ORDERS)}")
+        if self.alignment not in ALIGNMENTS:
+            fail("alignment", f"choose one of {', '.join(ALIGNMENTS)}")
+        if self.alignment == "interp":
+            for field in ("tokens", "guide_tokens"):
+                if math.isqrt(getattr(self, field)) ** 2 != getattr(self, field):
+                    fail(field, "must be a square number of tokens (a square grid) with alignment='interp'")
+
+    @property
+    def guide_grid(self) -> int:
+        """Side of the guide's square token grid (alignment='interp')."""
+        return math.isqrt(self.guide_tokens)
+
+    @property
+    def grid(self) -> int:
+        return math.isqrt(self.tokens)
 
     @property
     def attention_hidden(self) -> int:

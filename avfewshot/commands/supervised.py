@@ -33,7 +33,7 @@ def _supervised(args) -> int:
         from ..engine.supervised_params import supervised_parameter_lines
 
         if args.preset is None:
-            explicit["preset"] = "official" if args.task in ("ave", "avvp") else "tiny"
+            explicit["preset"] = "official"
         cfg = make_supervised_config(overrides=all_overrides(args), **explicit)
         print("\n".join(supervised_parameter_lines(cfg)))
         return 0

@@ -53,7 +53,10 @@ class SupervisedData:
 
 @dataclass
 class SupervisedModel:
-    size: str = choice("tiny", "tiny", "real")  # backbone size (supervised/presets.py); AVS / AVQA: tiny only
+    size: str = choice("tiny", "tiny", "real")  # backbone size (supervised/presets.py)
+    # AVS / AVQA: adapted (Swin-V2 + HTS-AT + DG-SCT units, trained end to end) | standin (a frozen tiny stand-in
+    # encoder computed once, only the head trains: the fast path, tiny size only)
+    encoder: str = choice("adapted", "adapted", "standin")
     visual_weights: Optional[str] = None  # local Swin-V2 file (real size); None = random weights
     audio_weights: Optional[str] = None  # local HTSAT_AudioSet_Saved_1.ckpt; None = random weights
     double_sigmoid: bool = False  # AVE parity: BCE-with-logits on the (already sigmoid) av gate
@@ -63,6 +66,9 @@ class SupervisedModel:
     gated_audio: bool = True  # AVVP: false = the released MGN reads the ungated audio
     grounding_epochs: int = bounded(3, low=0)  # AVQA: the first epochs train the match term only (pre-stage)
     standin_seed: int = bounded(0, low=0)  # AVS / AVQA: the frozen stand-in encoder's seed
+    negatives: str = choice("frozen", "frozen", "adapted")  # AVQA negative frames: plain frozen Swin (released) | units
+    ungated_audio: bool = False  # AVS / AVQA parity: the released audio units have no output gate
+    train_htsat: bool = False  # S4 parity: the released freeze filter leaves HTS-AT trainable
 
 
 @dataclass
@@ -103,10 +109,26 @@ PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
         "official": {"model.size": "real", "train.epochs": 40, "train.lr": 3e-4, "train.step_size": 10,
                      "train.gamma": 0.1, "train.batch_size": 8, "model.mixup": "mixed_targets"},
     },
-    "avs_s4": {"tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 1, "train.eval_batch_size": 4}},
-    "avs_ms3": {"tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 1, "train.eval_batch_size": 4}},
-    "avqa": {"tiny": {"train.epochs": 33, "train.lr": 2e-3, "train.batch_size": 16, "train.eval_batch_size": 64,
-                      "model.grounding_epochs": 3}},
+    "avs_s4": {
+        "tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 1, "train.eval_batch_size": 4},
+        # released S4: Adam 3e-4, 15 epochs, batch 8, no scheduler
+        "official": {"model.size": "real", "train.epochs": 15, "train.lr": 3e-4, "train.batch_size": 8,
+                     "train.step_size": 1000, "train.gamma": 1.0, "train.eval_batch_size": 4},
+    },
+    "avs_ms3": {
+        "tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 1, "train.eval_batch_size": 4},
+        # released MS3: Adam 1.5e-4, 30 epochs, batch 2, no scheduler
+        "official": {"model.size": "real", "train.epochs": 30, "train.lr": 1.5e-4, "train.batch_size": 2,
+                     "train.step_size": 1000, "train.gamma": 1.0, "train.eval_batch_size": 4},
+    },
+    "avqa": {
+        # batches of 6 questions grouped by video (the demo has 6 per video): about one encoder pass per step
+        "tiny": {"train.epochs": 10, "train.lr": 3e-3, "train.batch_size": 6, "train.eval_batch_size": 64,
+                 "model.grounding_epochs": 1},
+        # released ST-AVQA: Adam 1e-4, StepLR(8, 0.1), 80 epochs, early stop 3, batch 8 (after the grounding stage)
+        "official": {"model.size": "real", "train.epochs": 80, "train.lr": 1e-4, "train.step_size": 8,
+                     "train.gamma": 0.1, "train.batch_size": 8, "train.early_stop": 3, "model.grounding_epochs": 1},
+    },
 }
 
 
@@ -123,8 +145,7 @@ def resolve_supervised_config(explicit: Optional[Dict[str, Any]] = None, overrid
     if preset not in PRESET_NAMES:
         raise UserError(f"unknown supervised preset {preset!r}; valid: {', '.join(PRESET_NAMES)}")
     if preset not in PRESETS[task]:
-        raise UserError(f"supervised {task}: preset {preset!r} is not built yet (the AVS / AVQA heads run on the tiny "
-                        f"stand-in encoder only); use --preset tiny")
+        raise UserError(f"supervised {task}: no preset {preset!r}; valid: {', '.join(PRESETS[task])}")
     cfg = SupervisedRunConfig()
     for key, value in {"task": task, "preset": preset, **PRESETS[task][preset], **layer}.items():
         if key.startswith("method.") or key == "method_args":
@@ -134,9 +155,9 @@ def resolve_supervised_config(explicit: Optional[Dict[str, Any]] = None, overrid
         cfg.data.root = None
     check_fields(cfg, "")
     cfg.train.validate()
-    if task in ("avs_s4", "avs_ms3", "avqa") and cfg.model.size != "tiny":
-        raise UserError(f"supervised {task}: model.size=real is not built yet (the heads run on the tiny stand-in "
-                        f"encoder); use model.size=tiny")
+    if task in ("avs_s4", "avs_ms3", "avqa") and cfg.model.encoder == "standin" and cfg.model.size != "tiny":
+        raise UserError(f"supervised {task}: model.encoder=standin is the tiny fast path; use model.size=tiny or "
+                        f"model.encoder=adapted")
     if any(s < 0 or s > 9 for s in cfg.data.seconds) or len(set(cfg.data.seconds)) != len(cfg.data.seconds):
         raise UserError(f"data.seconds={cfg.data.seconds}: distinct seconds between 0 and 9 of each 10-s clip")
     return cfg

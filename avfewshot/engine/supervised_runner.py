@@ -51,7 +51,7 @@ def build_task_run(cfg: SupervisedRunConfig, root: Optional[Path] = None):
         from ..supervised.runs import build_clip_task_run
 
         return build_clip_task_run(cfg.task, root, cfg)
-    from ..supervised_heads.runs import build_head_task_run
+    from ..supervised_heads.adapted_runs import build_head_task_run
 
     return build_head_task_run(cfg.task, root, cfg)
 
@@ -122,7 +122,8 @@ def _run(cfg: SupervisedRunConfig, run_dir: Path, progress: bool, say) -> Dict:
     metrics = {
         "task": cfg.task, "method": METHOD, "shots": SUPERVISED_SHOTS, "seed": cfg.seed, "preset": cfg.preset,
         "demo": cfg.demo, "selection": cfg.train.selection, "main_metric": main,
-        "encoder": "standin" if cfg.task in ("avs_s4", "avs_ms3", "avqa") else f"adapted-{cfg.model.size}",
+        "encoder": "standin" if cfg.model.encoder == "standin" and cfg.task in ("avs_s4", "avs_ms3", "avqa")
+        else f"adapted-{cfg.model.size}",
         "test": test, "baseline": {"test": baselines},
         "beats_baselines": all(test[main] > scores[main] for scores in baselines.values()),
         "best_epoch": best["epoch"], "val_score": best["score"], "history": history,

@@ -19,6 +19,7 @@ norm) and the final map.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -58,11 +59,13 @@ def supervised_pairing(visual: SwinVisual, audio: HTSATAudio) -> Pairing:
 
 def unit_config(step: PairedStep, direction: str, preset: UnitPreset, segments: int) -> DGSCTUnitConfig:
     own, guide = (step.visual, step.audio) if direction == "visual" else (step.audio, step.visual)
+    avs_order = preset.ln_order == "post_after_gate"  # released AVS: no pre-LN, LN_post(gate * h)
     return DGSCTUnitConfig(
         dim=own.dim, tokens=own.tokens, guide_dim=guide.dim, guide_tokens=guide.tokens, reduction=preset.reduction,
         conv_groups=preset.conv_groups, num_latent_tokens=preset.latent_tokens, alpha=preset.alpha, beta=preset.beta,
-        temporal=False, use_bn=preset.use_bn, pre_ln=True, post_ln=True,
-        output_gate=True if direction == "visual" else preset.audio_gate, segments=segments)
+        temporal=False, use_bn=preset.use_bn, pre_ln=not avs_order, post_ln=True, gate_before_post_ln=avs_order,
+        alignment=preset.alignment, output_gate=True if direction == "visual" else preset.audio_gate,
+        segments=segments)
 
 
 def make_unit(config: DGSCTUnitConfig, preset: UnitPreset) -> DGSCTUnit:
@@ -78,9 +81,11 @@ class AdaptedSwinHTSAT(nn.Module):
 
     def __init__(self, size: BackboneSize, preset: UnitPreset, segments: int = 10, preset_name: str = "preset",
                  visual_weights: Optional[str] = None, audio_weights: Optional[str] = None,
-                 augment: Optional[AugmentConfig] = None):
+                 augment: Optional[AugmentConfig] = None, clip_seconds: Optional[int] = None):
         super().__init__()
         check_buildable(preset, preset_name)
+        if clip_seconds is not None and size.audio.clip_seconds > 1:  # a tiling backbone: the task's clip length
+            size = dataclasses.replace(size, audio=dataclasses.replace(size.audio, clip_seconds=int(clip_seconds)))
         self.size, self.preset, self.segments = size, preset, int(segments)
         self.visual = SwinVisual(size.visual, visual_weights)
         self.audio = HTSATAudio(size.audio, audio_weights)
@@ -105,9 +110,12 @@ class AdaptedSwinHTSAT(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
     def stems(self, images: torch.Tensor, wave: torch.Tensor, mix: Optional[MixPlan]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Patch tokens of both towers; frozen and upstream of every unit, so without a graph."""
+        """Patch tokens of both towers; frozen and upstream of every unit, so without a graph (unless HTS-AT
+        is made trainable: the S4 parity flag ``train_htsat``)."""
         with torch.no_grad():
             v = self.visual.embed(images)
+        audio_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.audio.parameters())
+        with torch.set_grad_enabled(audio_graph):
             mel = self.audio.mel(wave)
             if self.training and self.spec_augmenter is not None:
                 mel = self.spec_augmenter(mel)
@@ -158,16 +166,25 @@ class AdaptedSwinHTSAT(nn.Module):
         return v, a, (maps_v.spatial_pool, maps_a.spatial_pool)
 
 
+#: seconds each 1-s audio segment is tiled to, per task (released: AVS 5 s, the others 10 s); a backbone
+#: that does not tile (the tiny one) ignores it
+TASK_CLIP_SECONDS = {"ave": 10, "avvp": 10, "s4": 5, "ms3": 5, "avqa": 10}
+
+
 def task_encoder(cfg, tiny_head: Dict) -> Tuple[AdaptedSwinHTSAT, UnitPreset, Dict]:
     """The adapted encoder of a task config (``size``, ``preset``, ``segments``, weights, ``augment``), its unit
-    preset (shrunk for ``size="tiny"``) and the head overrides (``tiny_head`` first at tiny size, then ``cfg.head``)."""
+    preset (shrunk for ``size="tiny"``) and the head overrides (``tiny_head`` first at tiny size, then ``cfg.head``).
+
+    Audio units get an output gate unless ``cfg.ungated_audio`` (parity: the released AVS / AVQA columns)."""
     from .presets import TINY_UNIT_CHANGES, backbone_size, unit_preset
 
     preset = unit_preset(cfg.preset)
+    if not getattr(cfg, "ungated_audio", False):
+        preset = preset.replace(audio_gate=True)
     head_changes = dict(cfg.head)
     if cfg.size == "tiny":
         preset = preset.replace(**TINY_UNIT_CHANGES)
         head_changes = {**tiny_head, **head_changes}
     encoder = AdaptedSwinHTSAT(backbone_size(cfg.size), preset, cfg.segments, cfg.preset, cfg.visual_weights,
-                               cfg.audio_weights, cfg.augment)
+                               cfg.audio_weights, cfg.augment, TASK_CLIP_SECONDS.get(cfg.preset))
     return encoder, preset, head_changes

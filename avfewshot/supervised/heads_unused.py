@@ -60,3 +60,31 @@ def avvp_unused(encoder, gate_dim: int, gate_ffn: int) -> nn.ModuleDict:
         "fc_caption": nn.ModuleList(nn.Linear(512, 192) for _ in range(units)),
         "temporal_gated": nn.ModuleList(nn.Linear(d, 1) for d in own_dims),
     })
+
+
+def pvt_v2_b5() -> nn.Module:
+    """The PVT-v2-b5 the released AVS model builds, loads and leaves trainable but never runs (81.44 M,
+    no classifier head: the released ``pvt.py`` comments it out); timm's architecture, random weights."""
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a dependency of the supervised runners
+        from ..errors import UserError
+
+        raise UserError("the AVS parameter parity count needs timm >= 0.9 (pip install 'timm>=0.9,<2')") from None
+    return timm.create_model("pvt_v2_b5", pretrained=False, num_classes=0)
+
+
+def avs_unused(encoder, interp_alignment: bool) -> nn.ModuleDict:
+    """Released AVS (S4 / MS3): PVT-v2-b5, and in each of the 48 units a ``temporal_gated`` Linear(C -> 1) and a
+    ``ln_before`` LayerNorm (built; the released multimodal branch never calls it); S4 (``interp_alignment``) also
+    keeps every unit's token-alignment conv (a Linear(L' -> L) over tokens, 81.16 M at real size), unused."""
+    steps = encoder.pairing.steps
+    pairs = [(s.visual, s.audio) for s in steps] * 2 + [(s.audio, s.visual) for s in steps] * 2
+    modules = {
+        "pvt_v2_b5": pvt_v2_b5(),
+        "temporal_gated": nn.ModuleList(nn.Linear(own.dim, 1) for own, _ in pairs),
+        "ln_before": nn.ModuleList(nn.LayerNorm(own.dim) for own, _ in pairs),
+    }
+    if interp_alignment:
+        modules["conv_adapter"] = nn.ModuleList(nn.Linear(guide.tokens, own.tokens) for own, guide in pairs)
+    return nn.ModuleDict(modules)

@@ -3,7 +3,8 @@
 ``head_counts`` returns live (what the fixed head registers and runs) and released (plus the released
 model's registered-but-unused modules) counts. The totals of docs/supervised_heads.md §5 include the encoder
 (Swin-V2-L 228.8 M, HTS-AT 31.3 M, DG-SCT units) and, for AVS, PVT-v2-b5 (81.4 M, never run):
-``implied_encoder`` subtracts the released head and those modules from a paper total.
+``implied_encoder`` subtracts the released head and those modules from a paper total. The whole models are
+built and counted in ``adapted.py`` (``real_size_totals``: S4 594,766,109, MS3 602,853,149, AVQA 516,849,680).
 """
 from __future__ import annotations
 

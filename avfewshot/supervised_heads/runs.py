@@ -1,7 +1,8 @@
 """AVS (S4, MS3) and AVQA as supervised *task runs* (the calls of ``avfewshot/supervised/runs.py``).
 
-The heads read the frozen tiny stand-in encoder (``standin.py``), computed once per split: the adapted
-Swin-V2 + HTS-AT encoder does not build the AVS / AVQA unit columns yet (``presets.check_buildable``).
+This module holds the stand-in fast path (``model.encoder=standin``): the heads read the frozen tiny stand-in
+encoder (``standin.py``), computed once per split, and only the head trains. The default task runs, on the
+adapted Swin-V2 + HTS-AT encoder, are ``adapted_runs.py``, whose ``build_head_task_run`` picks one.
 AVQA's grounding pre-stage is the first ``grounding_epochs`` epochs: the match term only (the answer path
 gets no gradient), then both terms on the same head; selection starts after the pre-stage.
 """
@@ -177,11 +178,3 @@ class AVQATaskRun:
     def baselines(self, split: str) -> Dict[str, Dict[str, float]]:
         majority = Counter(self.data["train"]["answers"].tolist()).most_common(1)[0][0]
         return {"majority": self._scores(np.full(self.counts[split], majority), split)}
-
-
-def build_head_task_run(task: str, root: Path, cfg):
-    if task in ("avs_s4", "avs_ms3"):
-        return AVSTaskRun(root, task.split("_")[1], cfg)
-    if task == "avqa":
-        return AVQATaskRun(root, cfg)
-    raise ValueError(f"not an AVS / AVQA task: {task!r}")
