@@ -316,8 +316,9 @@ def test_entries_of_the_previous_format_are_a_clean_miss_never_misread(tmp_path,
     def format3_entry(entry_key):  # as the previous release wrote it: (T, H, W, 3) frames
         import zlib
 
+        crc = zlib.crc32(clip.audio.tobytes(), zlib.crc32(b"\0\0", zlib.crc32(clip.frames.tobytes())))
         header = json.dumps({"key": entry_key, "frames": [2, 5, 5, 3], "audio": [2, 1000], "frame_indices": [4, 9],
-                             "crc32": zlib.crc32(clip.audio.tobytes(), zlib.crc32(b"\0\0", zlib.crc32(clip.frames.tobytes())))})
+                             "crc32": crc})
         return (b"AVFCLIP2" + len(header).to_bytes(4, "little") + header.encode() + clip.frames.tobytes() + b"\0\0"
                 + clip.audio.tobytes())
 

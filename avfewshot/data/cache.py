@@ -7,15 +7,15 @@ touched file therefore gives a new key; stale entries are simply never read agai
 
 Entries are ``<root>/<key[:2]>/<key>.clip``: a small JSON header (key, shapes, frame indices, the
 CRC-32 of the payload) and the raw payload: uint8 frames stored channel-first (T, 3, H, W), the
-layout the normalisation writes, then float32 audio. A read is one ``readinto`` into an
-uninitialised buffer; the frames come back as a (T, H, W, 3) view of it, so normalising them
-needs no transposing copy (an ``.npz`` container cost more to parse than the arrays cost to read;
-about 3.4 MB per clip at 224 px and 48 kHz). Each is written to a temporary name in the
-same folder, then ``os.replace``-d into place, so a reader sees a complete entry or none. An
-entry that fails to load, whose payload does not match its checksum (bytes changed on disk,
-same size) or does not match the expected shapes is logged, deleted and recomputed. The CRC-32
-is checked before anything is handed out; it guards against damage, not against someone forging
-an entry (``checksum.py``: zlib-ng's implementation, about 0.2 ms per clip, else zlib's).
+layout the normalisation writes, then float32 audio (about 3.4 MB per clip at 224 px and 48 kHz;
+an ``.npz`` container cost more to parse than the arrays cost to read). A read is one ``readinto``
+into an uninitialised buffer; the frames come back as a (T, H, W, 3) view of it, so normalising
+them needs no transposing copy. Each is written to a temporary name in the same folder, then
+``os.replace``-d into place, so a reader sees a complete entry or none. An entry that fails to
+load, whose payload does not match its checksum (bytes changed on disk, same size) or does not
+match the expected shapes is logged, deleted and recomputed. The CRC-32 is checked before
+anything is handed out; it guards against damage, not against someone forging an entry
+(``checksum.py``: zlib-ng's implementation, 0.2-0.4 ms per clip, else zlib's, 1-2 ms).
 Entries of earlier formats have other keys (the format is part of the key), so they are never
 looked up; one found under a current key is rejected by its magic, never misread.
 
