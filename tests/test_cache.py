@@ -338,3 +338,23 @@ def test_entries_of_the_previous_format_are_a_clean_miss_never_misread(tmp_path,
     assert np.array_equal(got.frames, clip.frames)
     again, _ = cache.fetch(_OneFile(media), TINY, decode)
     assert decodes == [1] and np.array_equal(again.frames, clip.frames)
+
+
+def test_bench_data_repeats_cold_passes_and_reports_medians(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from avfewshot.bench import data as bench_data
+
+    monkeypatch.setitem(synth.DEMO_SIZES, "llp", {"classes": 2, "clips_per_class": 1, "eval_clips_per_class": 1})
+    out = tmp_path / "bench.json"
+    assert bench_data.main(SimpleNamespace(repeats=2, work_dir=str(tmp_path / "work"), out=str(out))) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    n = result["clips"]
+    assert result["cold_decodes"] == 2 * n and result["warm_misses"] == 0 and result["warm_hits"] == 4 * n
+    assert len(result["cold_seconds_each"]) == 2 and len(result["warm_seconds_each"]) == 4
+    assert len(result["ratio_each_cold_pass"]) == 2 and result["ratio_warm_over_cold"] > 0
+    assert result["crc32"] in ("zlib-ng", "zlib")
+    printed = capsys.readouterr().out
+    assert "median of 2 passes" in printed and "median of 4 passes" in printed and "load average" in printed
