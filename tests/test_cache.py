@@ -213,3 +213,148 @@ def test_skip_reports_a_corrupt_clip_once_and_collate_drops_it(ave, tmp_path, ca
     assert set(fresh.skipped) == affected
     ids = [cid for b in DataLoader(fresh, batch_size=3, num_workers=2, collate_fn=collate_clips) if b for cid in b["clip_id"]]
     assert set(ids) == {r.clip_id for r in annotations.records} - affected
+
+
+# -- entry format 4: channel-first frames, CRC-32 of the payload --------------------------------
+class _OneFile:
+    """Stands in for MediaFiles: one real file whose identity keys the entry."""
+
+    layout = "raw"
+
+    def __init__(self, path):
+        self.path = path
+
+    def paths(self):
+        return [self.path]
+
+
+def _tiny_clip():
+    import numpy as np
+
+    from avfewshot.data.media import DecodedClip
+
+    rng = np.random.default_rng(3)
+    return DecodedClip(rng.integers(0, 256, (2, 5, 5, 3), dtype=np.uint8),
+                       rng.standard_normal((2, 1000)).astype(np.float32), (4, 9))
+
+
+TINY = MediaSpec(num_segments=2, image_size=5, audio_rate=1000)
+
+
+def test_entries_hold_channel_first_frames_and_read_back_as_views(tmp_path):
+    import numpy as np
+
+    media = tmp_path / "clip.mp4"
+    media.write_bytes(b"media")
+    clip = _tiny_clip()
+    cache = DecodedCache(tmp_path / "cache")
+    key = cache.key(_OneFile(media), TINY)
+    raw = cache.put(key, clip).read_bytes()
+    payload = np.ascontiguousarray(clip.frames.transpose(0, 3, 1, 2)).tobytes()
+    assert payload in raw and clip.frames.tobytes() not in raw  # stored (T, 3, H, W)
+    got = cache.get(key, TINY)
+    assert got.frames.shape == (2, 5, 5, 3) and np.array_equal(got.frames, clip.frames)
+    assert not got.frames.flags.owndata and np.moveaxis(got.frames, -1, -3).flags.c_contiguous  # a view, no copy
+    assert np.array_equal(got.audio, clip.audio) and got.frame_indices == (4, 9)
+    from avfewshot.data.media import normalise_frames
+
+    assert torch.equal(normalise_frames(got.frames, "clip"), normalise_frames(clip.frames, "clip"))
+
+
+def test_every_changed_payload_byte_is_caught(tmp_path):
+    media = tmp_path / "clip.mp4"
+    media.write_bytes(b"media")
+    cache = DecodedCache(tmp_path / "cache")
+    key = cache.key(_OneFile(media), TINY)
+    path = cache.put(key, _tiny_clip())
+    good = path.read_bytes()
+    payload_start = len(good) - (2 * 3 * 5 * 5 + 2 + 2 * 1000 * 4)  # frames, 2 padding bytes, audio
+    for position in list(range(payload_start, payload_start + 160)) + list(range(len(good) - 160, len(good))):
+        for flip in (0x01, 0x80):
+            damaged = bytearray(good)
+            damaged[position] ^= flip
+            path.write_bytes(bytes(damaged))
+            assert cache.get(key, TINY) is None and not path.exists(), position
+    assert cache.recovered == 2 * 320
+
+
+def test_entries_are_read_back_whichever_crc32_implementation_wrote_them(tmp_path, monkeypatch):
+    import zlib
+
+    import numpy as np
+
+    from avfewshot.data import checksum
+
+    data = np.random.default_rng(0).integers(0, 256, 1 << 20, dtype=np.uint8)
+    assert checksum.crc32(data) == zlib.crc32(data)
+    assert checksum.crc32(data[1000:], checksum.crc32(data[:1000])) == zlib.crc32(data)
+    media = tmp_path / "clip.mp4"
+    media.write_bytes(b"media")
+    cache = DecodedCache(tmp_path / "cache")
+    key = cache.key(_OneFile(media), TINY)
+    with monkeypatch.context() as patch:
+        patch.setattr(cache_module, "crc32", zlib.crc32)  # the standard library's, as without zlib-ng
+        cache.put(key, _tiny_clip())
+    assert cache.get(key, TINY) is not None and cache.recovered == 0
+
+
+def test_entries_of_the_previous_format_are_a_clean_miss_never_misread(tmp_path, monkeypatch, caplog):
+    import json
+
+    import numpy as np
+
+    media = tmp_path / "clip.mp4"
+    media.write_bytes(b"media")
+    clip = _tiny_clip()
+    cache = DecodedCache(tmp_path / "cache")
+    with monkeypatch.context() as patch:
+        patch.setattr(cache_module, "CACHE_FORMAT_VERSION", "3")
+        old_key = cache.key(_OneFile(media), TINY)
+    key = cache.key(_OneFile(media), TINY)
+    assert old_key != key  # the format is part of the key: old entries are never looked up
+
+    def format3_entry(entry_key):  # as the previous release wrote it: (T, H, W, 3) frames
+        import zlib
+
+        crc = zlib.crc32(clip.audio.tobytes(), zlib.crc32(b"\0\0", zlib.crc32(clip.frames.tobytes())))
+        header = json.dumps({"key": entry_key, "frames": [2, 5, 5, 3], "audio": [2, 1000], "frame_indices": [4, 9],
+                             "crc32": crc})
+        return (b"AVFCLIP2" + len(header).to_bytes(4, "little") + header.encode() + clip.frames.tobytes() + b"\0\0"
+                + clip.audio.tobytes())
+
+    for entry_key in (old_key, key):
+        cache.path(entry_key).parent.mkdir(parents=True, exist_ok=True)
+        cache.path(entry_key).write_bytes(format3_entry(entry_key))
+    decodes = []
+
+    def decode(files, spec):
+        decodes.append(1)
+        return clip
+
+    # even an old-format file under the new key's name is rejected, not misread as channel-first
+    with caplog.at_level(logging.WARNING, logger="avfewshot"):
+        got, got_key = cache.fetch(_OneFile(media), TINY, decode)
+    assert got_key == key and decodes == [1] and cache.recovered == 1 and "not a decoded-clip entry" in caplog.text
+    assert np.array_equal(got.frames, clip.frames)
+    again, _ = cache.fetch(_OneFile(media), TINY, decode)
+    assert decodes == [1] and np.array_equal(again.frames, clip.frames)
+
+
+def test_bench_data_repeats_cold_passes_and_reports_medians(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from avfewshot.bench import data as bench_data
+
+    monkeypatch.setitem(synth.DEMO_SIZES, "llp", {"classes": 2, "clips_per_class": 1, "eval_clips_per_class": 1})
+    out = tmp_path / "bench.json"
+    assert bench_data.main(SimpleNamespace(repeats=2, work_dir=str(tmp_path / "work"), out=str(out))) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    n = result["clips"]
+    assert result["cold_decodes"] == 2 * n and result["warm_misses"] == 0 and result["warm_hits"] == 4 * n
+    assert len(result["cold_seconds_each"]) == 2 and len(result["warm_seconds_each"]) == 4
+    assert len(result["ratio_each_cold_pass"]) == 2 and result["ratio_warm_over_cold"] > 0
+    assert result["crc32"] in ("zlib-ng", "zlib")
+    printed = capsys.readouterr().out
+    assert "median of 2 passes" in printed and "median of 4 passes" in printed and "load average" in printed

@@ -48,7 +48,7 @@ def test_requirements_txt_matches_setup_cfg():
     # every third-party import of the package (laion-clap aside: installed with --no-deps, see setup.cfg)
     for needed in ("numpy", "pandas", "pyyaml", "tqdm", "open_clip_torch", "transformers", "tokenizers", "torchlibrosa",
                    "librosa", "h5py", "decord", "av", "safetensors", "matplotlib", "scikit-learn", "ftfy", "regex",
-                   "scipy", "pillow"):
+                   "scipy", "pillow", "zlib-ng"):
         assert needed in names, needed
     assert not any(n.startswith("laion") for n in names)
     assert "tensorboard" in cfg["options.extras_require"]["tensorboard"]

@@ -6,14 +6,18 @@ identity of every media file: resolved path + size + mtime_ns, or the file's sha
 touched file therefore gives a new key; stale entries are simply never read again.
 
 Entries are ``<root>/<key[:2]>/<key>.clip``: a small JSON header (key, shapes, frame indices, the
-CRC-32 of the payload) and the raw uint8 frames and float32 audio bytes, read with one ``readinto``
-and viewed without a copy (an ``.npz`` container cost more to parse than the arrays cost to read;
-about 3.4 MB per clip at 224 px and 48 kHz). Each is written to a temporary name in the
-same folder, then ``os.replace``-d into place, so a reader sees a complete entry or none. An
-entry that fails to load, whose payload does not match its checksum (bytes changed on disk,
-same size) or does not match the expected shapes is logged, deleted and recomputed. CRC-32
-(zlib, about 2 ms per 3.4 MB clip) is the fastest digest in the standard library; it guards
-against damage, not against someone forging an entry.
+CRC-32 of the payload) and the raw payload: uint8 frames stored channel-first (T, 3, H, W), the
+layout the normalisation writes, then float32 audio (about 3.4 MB per clip at 224 px and 48 kHz;
+an ``.npz`` container cost more to parse than the arrays cost to read). A read is one ``readinto``
+into an uninitialised buffer; the frames come back as a (T, H, W, 3) view of it, so normalising
+them needs no transposing copy. Each is written to a temporary name in the same folder, then
+``os.replace``-d into place, so a reader sees a complete entry or none. An entry that fails to
+load, whose payload does not match its checksum (bytes changed on disk, same size) or does not
+match the expected shapes is logged, deleted and recomputed. The CRC-32 is checked before
+anything is handed out; it guards against damage, not against someone forging an entry
+(``checksum.py``: zlib-ng's implementation, 0.2-0.4 ms per clip, else zlib's, 1-2 ms).
+Entries of earlier formats have other keys (the format is part of the key), so they are never
+looked up; one found under a current key is rejected by its magic, never misread.
 
 Counters (``hits``, ``misses``, ``recovered``) are per process: with DataLoader workers each
 worker counts its own lookups.
@@ -25,30 +29,26 @@ import json
 import logging
 import os
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from .checksum import crc32
 from .media import DecodedClip, MediaFiles, MediaSpec
 
 ENTRY_SUFFIX = ".clip"
-_MAGIC = b"AVFCLIP2"  # 2: the header carries the payload's CRC-32
-
-
-def _payload_crc(frames: np.ndarray, padding: bytes, audio: np.ndarray) -> int:
-    return zlib.crc32(audio.data, zlib.crc32(padding, zlib.crc32(frames.data)))
+_MAGIC = b"AVFCLIP3"  # 3: frames stored channel-first (T, 3, H, W); 2 had (T, H, W, 3)
 
 
 def _write_entry(out, key: str, clip: DecodedClip) -> None:
-    frames = np.ascontiguousarray(clip.frames, dtype=np.uint8)
+    frames = np.ascontiguousarray(np.moveaxis(np.asarray(clip.frames, dtype=np.uint8), -1, -3))
     audio = np.ascontiguousarray(clip.audio, dtype=np.float32)
     padding = bytes(-frames.nbytes % 4)  # keep the float32 audio 4-byte aligned
+    crc = crc32(audio.data, crc32(padding, crc32(frames.data)))
     header = json.dumps({"key": key, "frames": list(frames.shape), "audio": list(audio.shape),
-                         "frame_indices": [int(i) for i in clip.frame_indices],
-                         "crc32": _payload_crc(frames, padding, audio)}).encode()
+                         "frame_indices": [int(i) for i in clip.frame_indices], "crc32": crc}).encode()
     out.write(_MAGIC + len(header).to_bytes(4, "little") + header)
     out.write(frames.data)
     out.write(padding)
@@ -56,33 +56,35 @@ def _write_entry(out, key: str, clip: DecodedClip) -> None:
 
 
 def _read_entry(path: Path):
-    """(frames, audio, frame_indices, key); raises ValueError on any inconsistency."""
+    """(frames (T, H, W, 3) view of channel-first bytes, audio, frame_indices, key); ValueError on any inconsistency."""
     with open(path, "rb") as handle:
         if handle.read(len(_MAGIC)) != _MAGIC:
             raise ValueError("not a decoded-clip entry of this format")
         size = int.from_bytes(handle.read(4), "little")
         header = json.loads(handle.read(size))
         frames_shape, audio_shape = tuple(header["frames"]), tuple(header["audio"])
+        if len(frames_shape) != 4 or frames_shape[1] != 3:
+            raise ValueError(f"frames shape {frames_shape} is not channel-first")
         n_frames = int(np.prod(frames_shape))
         audio_offset = n_frames + (-n_frames % 4)
         n_audio = int(np.prod(audio_shape)) * 4
         if os.fstat(handle.fileno()).st_size != handle.tell() + audio_offset + n_audio:
             raise ValueError("entry is truncated or has trailing bytes")
-        buffer = bytearray(audio_offset + n_audio)
-        if handle.readinto(buffer) != len(buffer):
+        buffer = np.empty(audio_offset + n_audio, dtype=np.uint8)  # not zero-filled: every byte is read
+        if handle.readinto(memoryview(buffer)) != buffer.size:
             raise ValueError("entry is truncated")
-    crc = zlib.crc32(buffer)
+    crc = crc32(buffer)
     if crc != header.get("crc32"):
         raise ValueError(f"payload checksum mismatch (crc32 {crc:08x}, header says {header.get('crc32')})")
-    frames = np.frombuffer(buffer, dtype=np.uint8, count=n_frames).reshape(frames_shape)
-    audio = np.frombuffer(buffer, dtype=np.float32, offset=audio_offset).reshape(audio_shape)
+    frames = np.moveaxis(buffer[:n_frames].reshape(frames_shape), -3, -1)  # a view: no copy
+    audio = buffer[audio_offset:].view(np.float32).reshape(audio_shape)
     return frames, audio, tuple(int(i) for i in header["frame_indices"]), str(header["key"])
 
 log = logging.getLogger("avfewshot")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-CACHE_FORMAT_VERSION = "3"  # 3: entries carry a payload checksum
+CACHE_FORMAT_VERSION = "4"  # 3: entries carry a payload checksum; 4: frames stored channel-first
 
 
 def _file_identity(path: Path, content_hash: bool) -> Dict[str, object]:

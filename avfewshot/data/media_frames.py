@@ -164,7 +164,8 @@ def normalise_frames(frames, norm: str):
 
     Computed in numpy (single-threaded) as ``x * (1 / (255 std)) - mean / std`` on a contiguous
     channel-first copy: torch's threaded element-wise kernels and strided float views were 4-8x
-    slower per clip on a busy 2-core machine, and this runs once per item.
+    slower per clip on a busy 2-core machine, and this runs once per item. Frames read from the
+    decoded cache are a (..., H, W, 3) view of channel-first bytes: the copy is then skipped.
     """
     import torch
 

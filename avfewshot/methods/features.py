@@ -17,12 +17,12 @@ import hashlib
 import logging
 import os
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
+from ..data.checksum import crc32
 from ..paths import feature_cache_dir
 from ..precision import active_autocast_dtype, name_of
 
@@ -33,7 +33,7 @@ FEATURE_FORMAT = 2  # 2: entries carry a CRC-32 of the tensor bytes (folders of 
 def tensor_crc32(value: torch.Tensor) -> int:
     """CRC-32 of the tensor's raw bytes (any dtype), without a copy when it is contiguous on the CPU."""
     raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-    return zlib.crc32(raw.numpy().data)
+    return crc32(raw.numpy().data)
 
 
 def pack_entry(value: torch.Tensor) -> Dict[str, object]:
