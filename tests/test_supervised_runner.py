@@ -16,18 +16,7 @@ from avfewshot.engine import supervised_runner as runner
 from avfewshot.engine.supervised_config import resolve_supervised_config
 from avfewshot.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _run(tmp_path, task, *overrides, **kw):
-    return avfewshot.run_supervised(task=task, results_dir=str(tmp_path), progress=False,
-                                    overrides=["train.threads=1", "train.device=cpu", *overrides], **kw)
+from helpers.supervised_runs import die_in_epoch, one_thread, run_supervised  # noqa: F401 (one_thread: autouse)
 
 
 # -- a fake task run: the runner's rules without media -----------------------------------------
@@ -91,24 +80,9 @@ def _fake(monkeypatch, val_scores=None):
     return made
 
 
-def _die_in_epoch(monkeypatch, epoch: int):
-    """Make the runner raise KeyboardInterrupt when it seeds epoch ``epoch``; returns the real seeding function."""
-    real = runner.seed_everything
-    calls = {"n": 0}
-
-    def dies(seed):
-        calls["n"] += 1
-        if calls["n"] == epoch:
-            raise KeyboardInterrupt
-        real(seed)
-
-    monkeypatch.setattr(runner, "seed_everything", dies)
-    return real
-
-
 def test_selection_on_validation_restores_the_best_epoch_and_early_stops(tmp_path, monkeypatch):
     made = _fake(monkeypatch, val_scores=[1.0, 3.0, 2.0, 3.0, 1.0, 0.5, 9.0])
-    metrics = _run(tmp_path, "avs_s4", "train.epochs=7", "train.early_stop=3")
+    metrics = run_supervised(tmp_path, "avs_s4", "train.epochs=7", "train.early_stop=3")
     assert metrics["best_epoch"] == 2 and metrics["val_score"] == 3.0  # a tie keeps the earlier epoch
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5]  # 3 epochs without gain: stop
     saved = torch.load(tmp_path / "avs_s4" / "dgsct_supervised" / "tiny" / "seed1" / res.FINAL_CKPT, weights_only=True)
@@ -123,10 +97,10 @@ def test_test_split_selection_needs_its_unsafe_name(tmp_path):
 
 def test_finished_runs_are_skipped_and_forced_runs_start_over(tmp_path, monkeypatch, capsys):
     _fake(monkeypatch)
-    first = _run(tmp_path, "avqa", "train.epochs=2")
-    again = _run(tmp_path, "avqa", "train.epochs=2")
+    first = run_supervised(tmp_path, "avqa", "train.epochs=2")
+    again = run_supervised(tmp_path, "avqa", "train.epochs=2")
     assert again == json.loads(json.dumps(first)) and "skipping" in capsys.readouterr().out
-    forced = _run(tmp_path, "avqa", "train.epochs=2", force=True)
+    forced = run_supervised(tmp_path, "avqa", "train.epochs=2", force=True)
     assert forced["test"] == first["test"]
     found = avfewshot.load_results(tmp_path)
     assert len(found) == 1 and found[0]["task"] == "avqa"
@@ -138,12 +112,12 @@ def test_finished_runs_are_skipped_and_forced_runs_start_over(tmp_path, monkeypa
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path, monkeypatch):
     _fake(monkeypatch)
-    real = _die_in_epoch(monkeypatch, 2)
+    real = die_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, "avqa", "train.epochs=3")
+        run_supervised(tmp_path, "avqa", "train.epochs=3")
     monkeypatch.setattr(runner, "seed_everything", real)
     with pytest.raises(UserError, match="train.lr"):
-        _run(tmp_path, "avqa", "train.epochs=3", "train.lr=0.1")
+        run_supervised(tmp_path, "avqa", "train.epochs=3", "train.lr=0.1")
 
 
 # -- one-line errors ---------------------------------------------------------------------------
@@ -185,67 +159,17 @@ def test_params_reports_trainable_and_total_per_module(capsys):
     assert "602,853,149" in out and "live trainable (fixed defaults, what the optimiser updates): 226,743,593" in out
 
 
-# -- the tiny configurations on the synthetic demos ---------------------------------------------
-@pytest.fixture(scope="module")
-def s4_straight(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("s4"), "avs_s4")
-
-
-@pytest.mark.slow
-def test_tiny_avs_s4_beats_all_background(s4_straight):
-    m = s4_straight
-    base = m["baseline"]["test"]["all_background"]
-    assert base["miou"] < 0.2 and m["test"]["miou"] > base["miou"] + 0.05 and m["beats_baselines"]
-    assert m["test"]["f_score"] > base["f_score"] + 0.05
-    assert m["val_score"] == max(h["val"]["miou"] for h in m["history"]) and m["encoder"] == "adapted-tiny"
-
-
-@pytest.mark.slow
-def test_killed_avs_run_resumes_to_identical_metrics(tmp_path, monkeypatch, s4_straight):
-    real = _die_in_epoch(monkeypatch, 4)  # as if the process were killed during epoch 4
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, "avs_s4")
-    run_dir = tmp_path / "avs_s4" / "dgsct_supervised" / "tiny" / "seed1"
-    assert res.load_torch(run_dir / res.LAST_CKPT)["epoch"] == 3 and not (run_dir / res.METRICS_FILE).exists()
-    monkeypatch.setattr(runner, "seed_everything", real)
-    resumed = _run(tmp_path, "avs_s4")
-    assert resumed["test"] == s4_straight["test"] and resumed["history"] == s4_straight["history"]
-    assert not (run_dir / res.LAST_CKPT).exists() and (run_dir / res.FINAL_CKPT).exists()
-    assert (run_dir / "config.yaml").read_text().startswith("task: avs_s4")
-
-
-@pytest.mark.slow
-def test_tiny_avs_ms3_beats_all_background(tmp_path):
-    m = _run(tmp_path, "avs_ms3")
-    base = m["baseline"]["test"]["all_background"]
-    assert m["test"]["miou"] > base["miou"] + 0.05 and m["test"]["f_score"] > base["f_score"] + 0.05
-
-
-@pytest.mark.slow
-def test_tiny_avqa_beats_the_majority_answer(tmp_path):
-    m = _run(tmp_path, "avqa")
-    assert m["test"]["Overall"] > m["baseline"]["test"]["majority"]["Overall"] + 15
-    assert {"Audio", "Visual", "Audio-Visual"} <= set(m["test"]) and m["best_epoch"] > 1  # after the pre-stage
-    assert m["encoder"] == "adapted-tiny" and m["history"][0]["train"]["loss"] < 1.0  # pre-stage: match term only
-
-
-@pytest.mark.slow
-def test_standin_fast_path_still_runs(tmp_path):
-    m = _run(tmp_path, "avs_ms3", "model.encoder=standin")
-    base = m["baseline"]["test"]["all_background"]
-    assert m["encoder"] == "standin" and m["test"]["miou"] > base["miou"] + 0.05
-
-
+# -- the tiny AVE / AVVP configurations on the synthetic demos (AVS / AVQA: test_supervised_avs_avqa_runner.py)
 @pytest.mark.slow
 def test_tiny_ave_beats_the_majority_class(tmp_path):
-    m = _run(tmp_path, "ave")
+    m = run_supervised(tmp_path, "ave")
     assert m["test"]["accuracy"] > m["baseline"]["test"]["majority"]["accuracy"] + 10
     assert m["val_score"] > 60 and m["encoder"] == "adapted-tiny"
 
 
 @pytest.mark.slow
 def test_tiny_avvp_beats_the_majority_class_and_the_empty_predictor(tmp_path):
-    m = _run(tmp_path, "avvp")
+    m = run_supervised(tmp_path, "avvp")
     base, main = m["baseline"]["test"], "segment_type_at_av"
     assert m["history"][-1]["train"]["loss"] < m["history"][0]["train"]["loss"] - 0.3
     assert m["test"][main] > base["majority"][main] + 10
@@ -276,9 +200,9 @@ def test_presets_default_by_task_and_data_root(tmp_path):
     assert resolve_supervised_config({"task": "avs_s4", "data.root": str(tmp_path)}).train.epochs == 15
 
 
-def test_precision_and_device_settings_reach_the_run(tmp_path, monkeypatch):
+def test_precision_and_device_settings_reach_therun_supervised(tmp_path, monkeypatch):
     _fake(monkeypatch)
-    m = _run(tmp_path, "avqa", "train.epochs=1", "train.precision=bf16")
+    m = run_supervised(tmp_path, "avqa", "train.epochs=1", "train.precision=bf16")
     assert m["environment"]["precision"] == "bf16" and m["environment"]["device"] == "cpu"
     with pytest.raises(UserError, match="train.device"):
         resolve_supervised_config({"task": "ave"}, {"train.device": "tpu"})
