@@ -21,11 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 COST = {  # seconds, measured 2026-12-03 (``pytest --durations=0``), rounded
-    "test_demo_towers.py": 330, "test_supervised_runner.py": 300, "test_faults.py": 200, "test_precision_demo.py": 150,
+    "test_demo_towers.py": 330, "test_supervised_avs_avqa_runner.py": 420, "test_supervised_runner.py": 260, "test_faults.py": 200, "test_precision_demo.py": 150,
     "test_device.py": 90, "test_experiments.py": 70, "test_package.py": 70, "test_distributed.py": 60,
     "test_precision.py": 50, "test_checkpoints.py": 45, "test_fused_bottleneck.py": 40, "test_run_checks.py": 50,
     "test_dgsct_method.py": 50, "test_runtime.py": 30, "test_released_towers.py": 20, "test_quickgelu.py": 20,
-    "test_offline.py": 15, "test_avqa_data.py": 15, "test_injection.py": 15, "test_synth.py": 15,
+    "test_offline.py": 15, "test_supervised_avs_avqa_models.py": 60, "test_cache.py": 20, "test_avqa_data.py": 15, "test_injection.py": 15, "test_synth.py": 15,
 }
 NO_TESTS_COLLECTED = 5  # pytest's exit code
 GROUPS = [("test_demo_towers.py", "test_precision_demo.py")]  # the second reads the first's session results
