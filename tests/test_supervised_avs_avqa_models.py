@@ -12,13 +12,7 @@ from avfewshot.supervised_heads.adapted import (
     SupervisedAVQA, SupervisedAVQAConfig, SupervisedAVS, SupervisedAVSConfig, real_size_totals,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from helpers.supervised_runs import one_thread  # noqa: F401 (autouse)
 
 
 def clip_inputs(b: int, t: int, seed: int = 1):

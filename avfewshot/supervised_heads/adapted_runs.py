@@ -9,7 +9,6 @@ question's video, a random frame of a *different* video of the split.
 """
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -17,11 +16,11 @@ import numpy as np
 import torch
 
 from ..data.facts import AVQA_SEGMENTS, AVS_META_FILES
-from ..metrics import avqa_accuracy, avs_evaluate, avs_fscore_dataset
+from ..metrics import avs_evaluate, avs_fscore_dataset
 from ..supervised.augment import AugmentConfig
 from ..supervised.presets import backbone_size
 from .media import MediaStore, avqa_frame, avqa_video, avs_item, stack
-from .runs import AVS_CLIPS_PER_BATCH, _to
+from .runs import AVS_CLIPS_PER_BATCH, AVQAScores, _to
 
 SPLITS = ("train", "val", "test")
 
@@ -85,7 +84,7 @@ class AdaptedAVSTaskRun:
         return {"all_background": self._scores(torch.full(masks.shape, -20.0), split)}
 
 
-class AdaptedAVQATaskRun:
+class AdaptedAVQATaskRun(AVQAScores):
     main_metric = "Overall"
 
     def __init__(self, root: Path, cfg) -> None:
@@ -176,13 +175,6 @@ class AdaptedAVQATaskRun:
             preds[chunk] = self.model(self._batch(split, chunk, rng))["answer"].argmax(-1).cpu().numpy()
         return self._scores(preds, split)
 
-    def _scores(self, pred: np.ndarray, split: str) -> Dict[str, float]:
-        data = self.data[split]
-        return {**avqa_accuracy(pred, data["answers"].numpy(), data["types"]), "num_questions": self.counts[split]}
-
-    def baselines(self, split: str) -> Dict[str, Dict[str, float]]:
-        majority = Counter(self.data["train"]["answers"].tolist()).most_common(1)[0][0]
-        return {"majority": self._scores(np.full(self.counts[split], majority), split)}
 
 
 def build_head_task_run(task: str, root: Path, cfg):

@@ -114,7 +114,20 @@ class AVSTaskRun:
         return {"all_background": self._scores(empty, split)}
 
 
-class AVQATaskRun:
+class AVQAScores:
+    """Per-type accuracy of answer predictions and the majority-answer baseline, for task runs holding
+    ``data[split]`` (``answers``, ``types``) and ``counts[split]``."""
+
+    def _scores(self, pred: np.ndarray, split: str) -> Dict[str, float]:
+        data = self.data[split]
+        return {**avqa_accuracy(pred, data["answers"].numpy(), data["types"]), "num_questions": self.counts[split]}
+
+    def baselines(self, split: str) -> Dict[str, Dict[str, float]]:
+        majority = Counter(self.data["train"]["answers"].tolist()).most_common(1)[0][0]
+        return {"majority": self._scores(np.full(self.counts[split], majority), split)}
+
+
+class AVQATaskRun(AVQAScores):
     main_metric = "Overall"
 
     def __init__(self, root: Path, cfg) -> None:
@@ -171,10 +184,3 @@ class AVQATaskRun:
             preds.append(out["answer"].argmax(-1).cpu())
         return self._scores(torch.cat(preds).numpy(), split)
 
-    def _scores(self, pred: np.ndarray, split: str) -> Dict[str, float]:
-        data = self.data[split]
-        return {**avqa_accuracy(pred, data["answers"].numpy(), data["types"]), "num_questions": self.counts[split]}
-
-    def baselines(self, split: str) -> Dict[str, Dict[str, float]]:
-        majority = Counter(self.data["train"]["answers"].tolist()).most_common(1)[0][0]
-        return {"majority": self._scores(np.full(self.counts[split], majority), split)}
