@@ -41,7 +41,7 @@ class FrozenTower(nn.Module):
         else fp32 (fp16 streams could overflow, and fp32 weights mean an fp32 run).
         Measured at real size (ViT-B/32 + HTS-AT-tiny, random weights, dgsct-official, 2 x 10 segments):
         fused logits 1.81e-2 relative off fp32 with bf16 streams, 1.62e-2 with fp32 streams; the
-        bf16 training step 11 % faster (``avfewshot bench dgsct``, docs/design.md)."""
+        bf16 training step 12 % faster (17.9 -> 15.8 s, one thread, profiled; docs/design.md)."""
         return torch.bfloat16 if self.weight_dtype == torch.bfloat16 else torch.float32
 
     def device_type(self) -> str:

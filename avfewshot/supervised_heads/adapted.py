@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ..errors import UserError
 from ..supervised.augment import AugmentConfig
 from ..supervised.encoder import task_encoder
 from ..supervised.heads_unused import avs_unused
@@ -116,8 +117,6 @@ class SupervisedAVQA(SupervisedModel):
     name = "avqa"
 
     def __init__(self, cfg: SupervisedAVQAConfig):
-        from ..errors import UserError
-
         if cfg.negatives not in NEGATIVE_PASSES:
             raise UserError(f"supervised avqa: negatives={cfg.negatives!r}; choose one of {', '.join(NEGATIVE_PASSES)}")
         encoder, _, head_changes = task_encoder(cfg, TINY_AVQA)
