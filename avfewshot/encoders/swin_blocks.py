@@ -118,7 +118,10 @@ def swin_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if block.attn_mask is not None:
         additive = additive.unsqueeze(0) + block.attn_mask.unsqueeze(1)  # (nW, heads, N, N)
     scores = torch.matmul(q, k.transpose(-2, -1))
-    scores.add_(additive.to(scores.dtype))  # bf16 += fp32 in place takes a slow mixed-dtype kernel
+    # One contiguous operand in the scores' dtype: bf16 += fp32 takes a slow mixed-dtype kernel, and the
+    # bias's permuted strides (heads innermost) a slow broadcast: at stage 1 56 ms against 6.5 ms in bf16,
+    # 18 against 9 ms in fp32.
+    scores.add_(additive.to(scores.dtype).contiguous())
     out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nW, heads, N, d)
     out = out.transpose(2, 3).reshape(b, length, c)
     out = F.linear(out, attn.proj.weight, attn.proj.bias)
