@@ -22,7 +22,8 @@ for precision in fp32 bf16; do
     train.device=cuda "train.precision=$precision" "model.frozen_dtype=$([ "$precision" = fp32 ] && echo fp32 || echo "$precision")"
 done
 echo "[gpu-check] real-size DG-SCT bench on cuda (fp32 and bf16)"
-"$python" -m avfewshot.cli bench dgsct --device cuda --variants plain --precision fp32 bf16 --out "$out/bench_dgsct.json"
+"$python" -m avfewshot.cli bench dgsct --device cuda --variants plain --precision fp32 bf16 --breakdown \
+  --out "$out/bench_dgsct.json"
 "$python" - "$out" <<'PY'
 import json, sys
 from pathlib import Path
@@ -38,5 +39,8 @@ for key, label in (("step_seconds", "bench step (s)"), ("eval_seconds", "bench e
 error = rows["plain/bf16"].get("against_fp32", {}).get("fused_logits_relative_error")
 if error is not None:
     print(f"{'bench fused logits rel. error':<34}{'':>14}{error:>14.2e}")
+for kind, seconds in rows["plain/fp32"].get("time_by_kind", {}).items():  # device time of one profiled step
+    if seconds > 0:
+        print(f"{'bench ' + kind + ' (s)':<34}{seconds:>14.3f}{rows['plain/bf16']['time_by_kind'].get(kind, 0.0):>14.3f}")
 PY
 echo "[gpu-check] results in $out"

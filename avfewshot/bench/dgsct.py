@@ -11,7 +11,10 @@ subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In
 2. three warm-up steps, then ``--repeats`` timed training steps (forward, loss, backward, clipping,
    Adam) and two eval forwards; medians are reported;
 3. the peak RSS so far;
-4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``.
+4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``;
+5. with ``--breakdown``, one more step under ``torch.profiler``: operators' self time summed by kind
+   (matrix products, normalisation, copies, elementwise, ...; ``op_kinds``), and against fp32 each
+   kind's ratio: where a precision's gain comes from and what bounds it.
 
 Three variants run, each in its own process (``VARIANTS``): the default method with the C library's
 malloc ("plain"), the same with tcmalloc preloaded ("tcmalloc": no page faults on recycled large
@@ -44,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from .op_kinds import kind_ratios, profile_kinds, report_kind_ratios, report_kinds
 
 ANCHOR = {"step_seconds": 27.0, "step_tflop": 2.27, "gflops": 84.0, "eval_seconds": 7.6, "peak_rss_gb": 16.3,
           "matmul_peak_gflops": 320.0}
@@ -166,7 +171,7 @@ def build(work_dir: Path, method_args: Optional[Dict] = None, precision: str = "
 
 def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_json: str = "{}",
           precision: str = "fp32", device: str = "cpu", warmup: str = str(WARMUP_STEPS),
-          flops: str = "1") -> Dict[str, object]:
+          flops: str = "1", breakdown: str = "0") -> Dict[str, object]:
     """The measurement (runs in its own process; see the module docstring)."""
     from ..runtime import configure, denormals_flushed, loaded_allocator
 
@@ -239,7 +244,8 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
             train_step()
         flops = counter.get_total_flops()
     gflops = flops / step / 1e9
-    return {
+    kinds = profile_kinds(train_step, target.type) if breakdown == "1" else None
+    figures = {
         "benchmark": "dgsct",
         "precision": precision,
         "device": str(target),
@@ -260,6 +266,9 @@ def child(work_dir: str, repeats: int, method_args_json: str = "{}", runtime_jso
         "matmul_peak_gflops": round(peak, 1),
         "fraction_of_peak": round(gflops / peak, 3),
     }
+    if kinds is not None:
+        figures["time_by_kind"] = {kind: round(seconds, 3) for kind, seconds in kinds.items()}
+    return figures
 
 
 def report(fig: Dict[str, object]) -> str:
@@ -279,11 +288,14 @@ def report(fig: Dict[str, object]) -> str:
         f"{fig['matmul_peak_gflops']:.0f} GFLOP/s matmul peak (anchor {a['gflops']:.0f} GFLOP/s, "
         f"{100 * a['gflops'] / a['matmul_peak_gflops']:.0f} %; target >= 50 %)",
     ]
+    if "time_by_kind" in fig:
+        lines.append(report_kinds(fig["time_by_kind"]))
     return "\n".join(lines)
 
 
 def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None, runtime: Optional[Dict] = None,
-        precision: str = "fp32", device: str = "cpu", warmup: int = WARMUP_STEPS, flops: bool = True) -> Dict[str, object]:
+        precision: str = "fp32", device: str = "cpu", warmup: int = WARMUP_STEPS, flops: bool = True,
+        breakdown: bool = False) -> Dict[str, object]:
     """Run ``child`` in a fresh interpreter (with the variant's allocator) and return its figures."""
     from ..runtime import allocator_environment
 
@@ -292,7 +304,8 @@ def run(work_dir: Path, repeats: int = 3, method_args: Optional[Dict] = None, ru
     code = ("import json, sys; from avfewshot.bench.dgsct import child; "
             "print('AVFEWSHOT_BENCH ' + json.dumps(child(*sys.argv[1:2], int(sys.argv[2]), *sys.argv[3:])))")
     proc = subprocess.run([sys.executable, "-c", code, str(work_dir), str(repeats), json.dumps(method_args or {}),
-                           json.dumps(runtime), precision, device, str(warmup), "1" if flops else "0"],
+                           json.dumps(runtime), precision, device, str(warmup), "1" if flops else "0",
+                           "1" if breakdown else "0"],
                           capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("AVFEWSHOT_BENCH "):
@@ -316,6 +329,7 @@ def main(args) -> int:
     device = getattr(args, "device", None) or "cpu"
     warmup = getattr(args, "warmup", None) or WARMUP_STEPS
     flops = not getattr(args, "no_flops", False)
+    breakdown = bool(getattr(args, "breakdown", False))
     from ..engine.device import resolve_device
 
     if resolve_device(device).type not in ("cpu", "cuda"):  # a one-line error without a GPU, before any work
@@ -330,7 +344,8 @@ def main(args) -> int:
             for precision in precisions:
                 key = label if precisions == ["fp32"] else f"{label}/{precision}"
                 try:
-                    figures[key] = run(work_dir, repeats, method_args, runtime, precision, device, warmup, flops)
+                    figures[key] = run(work_dir, repeats, method_args, runtime, precision, device, warmup, flops,
+                                         breakdown)
                 except UserError as exc:  # e.g. tcmalloc not installed
                     print(f"[{key}: skipped: {exc}]")
                     break
@@ -366,6 +381,8 @@ def compare_to_fp32(figures: Dict[str, Dict], label: str, precision: str, work_d
     out = {"step_ratio": round(got["step_seconds"] / base["step_seconds"], 3),
            "eval_ratio": round(got["eval_seconds"] / base["eval_seconds"], 3),
            "peak_rss_ratio": round(got["peak_rss_gb"] / base["peak_rss_gb"], 3)}
+    if "time_by_kind" in base and "time_by_kind" in got:
+        out["kind_ratios"] = {k: round(r, 3) for k, r in kind_ratios(got["time_by_kind"], base["time_by_kind"]).items()}
     error = logits_relative_error(work_dir, precision)
     if error is not None:
         out["fused_logits_relative_error"] = round(error, 5)
@@ -381,4 +398,6 @@ def report_comparison(c: Dict[str, float]) -> str:
         text += f", fused logits relative error {c['fused_logits_relative_error']:.2e}"
         if "logits_bound" in c:
             text += f" (bound {c['logits_bound']:.0e})"
+    if "kind_ratios" in c:
+        text += "\n" + report_kind_ratios(c["kind_ratios"])
     return text

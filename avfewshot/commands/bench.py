@@ -26,6 +26,9 @@ def add_commands(sub) -> None:
                    help="dgsct only: untimed steps before the timed ones (default 4: tcmalloc's steady state)")
     p.add_argument("--no-flops", action="store_true",
                    help="dgsct only: skip the FLOP count (one more step under the counter) on a busy machine")
+    p.add_argument("--breakdown", action="store_true",
+                   help="dgsct only: one more step under torch.profiler; operators' self time by kind (matmul, "
+                        "normalisation, copies, elementwise, ...) and each kind's ratio against fp32")
     p.add_argument("--device", default="cpu",
                    help="dgsct only: cpu (default) | cuda | cuda:N (a one-line error when there is no GPU)")
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
