@@ -16,6 +16,10 @@ subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In
    (matrix products, normalisation, copies, elementwise, ...; ``op_kinds``), and against fp32 each
    kind's ratio: where a precision's gain comes from and what bounds it.
 
+``--rounds N`` repeats every measurement N times, the precisions' order reversed every other round
+(fp32 bf16, bf16 fp32, ...), and pools them: on a shared machine whose speed drifts over minutes a
+single fp32-then-bf16 pair can move the ratio by 0.1 either way; the per-round ratios are printed too.
+
 Three variants run, each in its own process (``VARIANTS``): the default method with the C library's
 malloc ("plain"), the same with tcmalloc preloaded ("tcmalloc": no page faults on recycled large
 blocks, see ``avfewshot.runtime``), and "lean": tcmalloc plus ``method.checkpoint=units`` (each
@@ -330,6 +334,7 @@ def main(args) -> int:
     warmup = getattr(args, "warmup", None) or WARMUP_STEPS
     flops = not getattr(args, "no_flops", False)
     breakdown = bool(getattr(args, "breakdown", False))
+    rounds = max(1, int(getattr(args, "rounds", None) or 1))
     from ..engine.device import resolve_device
 
     if resolve_device(device).type not in ("cpu", "cuda"):  # a one-line error without a GPU, before any work
@@ -341,24 +346,71 @@ def main(args) -> int:
         work_dir.mkdir(parents=True, exist_ok=True)
         for label in labels:
             method_args, runtime = VARIANTS[label]
-            for precision in precisions:
+            runs = measure_rounds(label, precisions, rounds, lambda p: run(
+                work_dir, repeats, method_args, runtime, p, device, warmup, flops, breakdown))
+            for precision, measured in runs.items():
                 key = label if precisions == ["fp32"] else f"{label}/{precision}"
-                try:
-                    figures[key] = run(work_dir, repeats, method_args, runtime, precision, device, warmup, flops,
-                                         breakdown)
-                except UserError as exc:  # e.g. tcmalloc not installed
-                    print(f"[{key}: skipped: {exc}]")
-                    break
-                print(f"[{key}: method options {method_args or 'defaults'}, runtime {runtime or 'defaults'}]")
-                print(report(figures[key]))
+                figures[key] = pool_rounds(measured)
+                if len(measured) > 1:
+                    print(f"[{key}: {len(measured)} rounds pooled]")
+                    print(report(figures[key]))
+            for precision in runs:
                 comparison = compare_to_fp32(figures, label, precision, work_dir)
                 if comparison:
+                    key = f"{label}/{precision}"
                     figures[key]["against_fp32"] = comparison
+                    print(f"[{key} against {label}/fp32]")
                     print(report_comparison(comparison))
     out = getattr(args, "out", None)
     if out:
         Path(out).write_text(json.dumps({"variants": figures, "anchor": ANCHOR}, indent=2))
     return 0
+
+
+def measure_rounds(label: str, precisions, rounds: int, measure) -> Dict[str, list]:
+    """``measure(precision)`` for each precision, ``rounds`` times, the order reversed every other round
+    (fp32 bf16, bf16 fp32, ...: a shared machine's drift falls on both alike). Figures per precision, in
+    round order; a variant whose allocator is missing is reported and left out."""
+    from ..errors import UserError
+
+    runs: Dict[str, list] = {p: [] for p in precisions}
+    for r in range(rounds):
+        for precision in (precisions if r % 2 == 0 else precisions[::-1]):
+            key = label if precisions == ["fp32"] else f"{label}/{precision}"
+            tag = f", round {r + 1} of {rounds}" if rounds > 1 else ""
+            try:
+                fig = measure(precision)
+            except UserError as exc:  # e.g. tcmalloc not installed
+                print(f"[{key}: skipped: {exc}]")
+                return {}
+            method_args, runtime = VARIANTS[label]
+            print(f"[{key}{tag}: method options {method_args or 'defaults'}, runtime {runtime or 'defaults'}]")
+            print(report(fig))
+            runs[precision].append(fig)
+    return runs
+
+
+def pool_rounds(figs: list) -> Dict[str, object]:
+    """One precision's figures over several rounds: step times pooled (median of all), eval the median of
+    the rounds' medians, peak memory and matmul peak the largest, time by kind the median per kind."""
+    if len(figs) == 1:
+        return figs[0]
+    out = dict(figs[0])
+    each = [t for f in figs for t in f["step_seconds_each"]]
+    out["step_seconds_each"] = each
+    out["step_seconds"] = round(statistics.median(each), 2)
+    out["step_seconds_by_round"] = [f["step_seconds"] for f in figs]
+    out["eval_seconds"] = round(statistics.median(f["eval_seconds"] for f in figs), 2)
+    for key in ("peak_rss_gb", "peak_memory_gb", "matmul_peak_gflops"):
+        out[key] = max(f[key] for f in figs)
+    out["warmup_step_seconds"] = round(statistics.median(f["warmup_step_seconds"] for f in figs), 2)
+    out["gflops"] = round(out["step_tflop"] * 1e3 / out["step_seconds"], 1)
+    out["fraction_of_peak"] = round(out["gflops"] / out["matmul_peak_gflops"], 3)
+    if all("time_by_kind" in f for f in figs):
+        out["time_by_kind"] = {k: round(statistics.median(f["time_by_kind"][k] for f in figs), 3)
+                               for k in figs[0]["time_by_kind"]}
+    out["rounds"] = len(figs)
+    return out
 
 
 def logits_relative_error(work_dir: Path, precision: str) -> Optional[float]:
@@ -381,6 +433,9 @@ def compare_to_fp32(figures: Dict[str, Dict], label: str, precision: str, work_d
     out = {"step_ratio": round(got["step_seconds"] / base["step_seconds"], 3),
            "eval_ratio": round(got["eval_seconds"] / base["eval_seconds"], 3),
            "peak_rss_ratio": round(got["peak_rss_gb"] / base["peak_rss_gb"], 3)}
+    if "step_seconds_by_round" in base and "step_seconds_by_round" in got:
+        out["step_ratio_by_round"] = [round(g / b, 3) for g, b in zip(got["step_seconds_by_round"],
+                                                                      base["step_seconds_by_round"])]
     if "time_by_kind" in base and "time_by_kind" in got:
         out["kind_ratios"] = {k: round(r, 3) for k, r in kind_ratios(got["time_by_kind"], base["time_by_kind"]).items()}
     error = logits_relative_error(work_dir, precision)
@@ -392,7 +447,10 @@ def compare_to_fp32(figures: Dict[str, Dict], label: str, precision: str, work_d
 
 
 def report_comparison(c: Dict[str, float]) -> str:
-    text = (f"  against fp32           step x{c['step_ratio']:.2f} (target <= 0.50), eval x{c['eval_ratio']:.2f}, "
+    rounds = ""
+    if "step_ratio_by_round" in c:
+        rounds = " by round " + ", ".join(f"x{r:.2f}" for r in c["step_ratio_by_round"])
+    text = (f"  against fp32           step x{c['step_ratio']:.2f} (target <= 0.50{rounds}), eval x{c['eval_ratio']:.2f}, "
             f"peak RSS x{c['peak_rss_ratio']:.2f} (target <= 0.75)")
     if "fused_logits_relative_error" in c:
         text += f", fused logits relative error {c['fused_logits_relative_error']:.2e}"

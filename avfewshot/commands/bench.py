@@ -29,6 +29,9 @@ def add_commands(sub) -> None:
     p.add_argument("--breakdown", action="store_true",
                    help="dgsct only: one more step under torch.profiler; operators' self time by kind (matmul, "
                         "normalisation, copies, elementwise, ...) and each kind's ratio against fp32")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="dgsct only: measure each precision N times, the order reversed every other round "
+                        "(fp32 bf16, bf16 fp32, ...), and pool them (default 1)")
     p.add_argument("--device", default="cpu",
                    help="dgsct only: cpu (default) | cuda | cuda:N (a one-line error when there is no GPU)")
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temporary one)")
