@@ -94,7 +94,7 @@ def test_rounds_alternate_the_precisions_and_pool_their_figures(tmp_path, monkey
     c = dgsct.compare_to_fp32(figures, "tcmalloc", "bf16", tmp_path)
     assert c["step_ratio_by_round"] == [0.6, round(6.5 / 14.0, 3)]
     assert c["step_ratio"] == round(pooled["bf16"]["step_seconds"] / 12.0, 3)
-    assert "by round x0.60, x0.46" in dgsct.report_comparison(c)
+    assert "; by round x0.60, x0.46" in dgsct.report_comparison(c)
 
 
 def test_one_round_keeps_the_single_measurement():

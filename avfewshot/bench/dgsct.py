@@ -449,7 +449,7 @@ def compare_to_fp32(figures: Dict[str, Dict], label: str, precision: str, work_d
 def report_comparison(c: Dict[str, float]) -> str:
     rounds = ""
     if "step_ratio_by_round" in c:
-        rounds = " by round " + ", ".join(f"x{r:.2f}" for r in c["step_ratio_by_round"])
+        rounds = "; by round " + ", ".join(f"x{r:.2f}" for r in c["step_ratio_by_round"])
     text = (f"  against fp32           step x{c['step_ratio']:.2f} (target <= 0.50{rounds}), eval x{c['eval_ratio']:.2f}, "
             f"peak RSS x{c['peak_rss_ratio']:.2f} (target <= 0.75)")
     if "fused_logits_relative_error" in c:
