@@ -65,7 +65,9 @@ def profile_kinds(step: Callable[[], object], device_type: str = "cpu") -> Dict[
     device_time = device_type == "cuda"
     events = []
     for e in prof.key_averages():
-        micros = getattr(e, "self_device_time_total", 0.0) if device_time else e.self_cpu_time_total
+        if e.device_type != torch.autograd.DeviceType.CPU:
+            continue  # a kernel's own entry: its time is already the self device time of the op that launched it
+        micros = e.self_device_time_total if device_time else e.self_cpu_time_total
         events.append((e.key, micros / 1e6))
     return sum_by_kind(events)
 
