@@ -102,3 +102,11 @@ def test_one_round_keeps_the_single_measurement():
 
     fig = _fig(3.0, [3.0])
     assert dgsct.pool_rounds([fig]) is fig
+
+
+def test_rounds_below_one_is_a_one_line_error(capsys):
+    from avfewshot.cli import main
+
+    assert main(["bench", "dgsct", "--rounds", "0", "--variants", "plain"]) == 2
+    err = capsys.readouterr().err
+    assert "--rounds 0" in err and "1 or more" in err

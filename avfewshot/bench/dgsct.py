@@ -334,7 +334,9 @@ def main(args) -> int:
     warmup = getattr(args, "warmup", None) or WARMUP_STEPS
     flops = not getattr(args, "no_flops", False)
     breakdown = bool(getattr(args, "breakdown", False))
-    rounds = max(1, int(getattr(args, "rounds", None) or 1))
+    rounds = 1 if getattr(args, "rounds", None) is None else args.rounds
+    if rounds < 1:
+        raise UserError(f"bench dgsct --rounds {rounds}: give 1 or more (2 measures fp32 bf16, then bf16 fp32)")
     from ..engine.device import resolve_device
 
     if resolve_device(device).type not in ("cpu", "cuda"):  # a one-line error without a GPU, before any work

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterable, Tuple
 #: "elementwise & reductions"; non-ATen entries (autograd nodes, custom functions) are "other".
 KINDS: Dict[str, Tuple[str, ...]] = {
     "matmul & conv": ("mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "mkldnn_convolution",
-                      "convolution_backward", "_convolution", "mkldnn_linear", "_linear_pointwise"),
+                      "convolution_backward", "_convolution", "mkldnn_linear"),
     "fused attention": ("_scaled_dot_product_flash_attention_for_cpu",
                         "_scaled_dot_product_flash_attention_for_cpu_backward",
                         "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward",

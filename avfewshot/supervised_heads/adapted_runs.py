@@ -176,7 +176,6 @@ class AdaptedAVQATaskRun(AVQAScores):
         return self._scores(preds, split)
 
 
-
 def build_head_task_run(task: str, root: Path, cfg):
     """The adapted encoder's task run (``model.encoder=adapted``, the default) or the stand-in's (``standin``)."""
     if task not in ("avs_s4", "avs_ms3", "avqa"):

@@ -183,4 +183,3 @@ class AVQATaskRun(AVQAScores):
             out = self.model.head(batch["visual"], batch["negatives"], batch["audio"], batch["tokens"])
             preds.append(out["answer"].argmax(-1).cpu())
         return self._scores(torch.cat(preds).numpy(), split)
-
