@@ -138,3 +138,24 @@ def test_hand_written_backward_passes_gradcheck(c, r):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
     h = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ReluMeanOverTokens.apply, (h,))
+
+
+def test_relu_mean_bf16_path_matches_autograd_on_the_same_bf16_input():
+    """The bf16 path (sum of the ReLU output, ReLU's backward kernel) against autograd's mean of the
+    ReLU on the same bf16 numbers read in fp64: the forward within bf16 rounding of the sum, the
+    backward exact (a masked copy of grad / L, with L a power of two)."""
+    torch.manual_seed(0)
+    h = torch.randn(4, 64, 24).bfloat16()
+    h[0, :3, :2] = 0.0  # zeros are not positive: no gradient, as torch.relu's own backward
+    grad = torch.randn(4, 24)
+    leaf = h.clone().requires_grad_()
+    out = ReluMeanOverTokens.apply(leaf)
+    assert out.dtype == torch.float32
+    out.backward(grad)
+    reference_in = h.double().requires_grad_()
+    reference = torch.relu(reference_in).mean(dim=1)
+    reference.backward(grad.double())
+    torch.testing.assert_close(out.double(), reference, rtol=2 ** -8, atol=1e-6)
+    assert leaf.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(leaf.grad.double(), reference_in.grad, rtol=2 ** -8, atol=0.0)
+    assert (leaf.grad[0, :3, :2] == 0).all() and (leaf.grad[h > 0] != 0).all()
