@@ -23,9 +23,10 @@ of a parameter or map are fp32 (a map's gradient is a bf16 sum of bf16 products 
 accumulator, rounded once and widened: ``_map_sum``). In that bf16 backward, LN_before's weight and
 bias gradients come from the narrow product g_h1ᵀ x̂ that also gives the down map's gradient
 (``_ln_before_parameter_grads``), and ATen's LayerNorm backward computes the input gradient only.
-Measured at (20, 4096, 96), one thread: the mixed LayerNorm forward 17 ms against 24 ms in fp32, BatchNorm forward 17 against 36 ms and backward 16 against 26 ms, and
-no widening copy of x either way. Elsewhere (CUDA, fp16, or fp32 x) it computes in fp32 as before:
-x and the maps are read as fp32, the output is fp32 and the gradient of x comes back in x's dtype.
+Measured at (20, 4096, 96), one thread: the mixed LayerNorm forward 17 ms against 24 ms in fp32,
+BatchNorm forward 17 against 36 ms and backward 16 against 26 ms, and no widening copy of x either way.
+Elsewhere (CUDA, fp16, or fp32 x) it computes in fp32 as before: x and the maps are read as fp32, the
+output is fp32 and the gradient of x comes back in x's dtype.
 """
 from __future__ import annotations
 
@@ -129,9 +130,9 @@ def _ln_before_parameter_grads(m, g_h1, g_h1_wide, w_down, ln1_w, ln1_b, eps: fl
     6.3 ms at (81920, 96) on 2 threads).
 
     With x̂ the normalised rows (no affine), z = x̂ γ + β, g_z = g_h1 W↓ and P = g_h1ᵀ x̂ (r, C):
-    g_W↓ = g_h1ᵀ z = P diag(γ) + s βᵀ,  g_γ = Σ_rows g_z ⊙ x̂ = Σ_j W↓[j] ⊙ P[j],  g_β = Σ_rows g_z = s W↓,
-    where s = Σ_rows g_h1. The same sums in another order; P comes from a bf16 GEMM with an fp32
-    accumulator, as g_W↓ did."""
+    g_W↓ = g_h1ᵀ z = P diag(γ) + s βᵀ,  g_γ = Σ_rows g_z ⊙ x̂ = Σ_j W↓[j] ⊙ P[j],
+    g_β = Σ_rows g_z = s W↓,  where s = Σ_rows g_h1. The same sums in another order; P comes from a bf16
+    GEMM with an fp32 accumulator, as g_W↓ did."""
     xhat = aten.native_layer_norm(m, [m.shape[1]], None, None, eps)[0]
     p = _wide(torch.mm(g_h1.t(), xhat))  # (r, C)
     del xhat
@@ -230,7 +231,8 @@ class ModulatedBottleneck(torch.autograd.Function):
         low_precision = cd not in (torch.float32, torch.float64)
         if low_precision and (needs[3] or needs[4] or needs[5]):
             grads = _ln_before_parameter_grads(m, g_h1, g_h1_wide, w_down, ln1_w, ln1_b, ln1_eps)
-            g_w_down, g_ln1_w, g_ln1_b = (g if need else None for g, need in zip(grads, (needs[5], needs[3], needs[4])))
+            g_w_down, g_ln1_w, g_ln1_b = (g if need else None
+                                          for g, need in zip(grads, (needs[5], needs[3], needs[4])))
         elif needs[5]:
             z1 = torch.addcmul(ln1_b, torch.addcmul(-mean1 * rstd1, m, rstd1), ln1_w)
             g_w_down = _wide(torch.mm(g_h1.t(), z1))
