@@ -137,8 +137,7 @@ def _ln_before_parameter_grads(m, g_h1, g_h1_wide, w_down, ln1_w, ln1_b, eps: fl
     p = _wide(torch.mm(g_h1.t(), xhat))  # (r, C)
     del xhat
     s = g_h1_wide.sum(0)
-    w = w_down.float()
-    return p * ln1_w + torch.outer(s, ln1_b), (w * p).sum(0), s @ w
+    return p * ln1_w + torch.outer(s, ln1_b), (w_down * p).sum(0), s @ w_down
 
 
 def _bn_input(h: torch.Tensor) -> torch.Tensor:
@@ -227,9 +226,10 @@ class ModulatedBottleneck(torch.autograd.Function):
         x = _in(x, cd)
         factor = _factor(row, tok, cd)
         m = (x * factor).view(rows, c)
+        # bf16: LN_before's parameter gradients from the narrow product, ATen's backward for the input only
+        narrow_ln1_grads = cd == torch.bfloat16
         g_w_down = g_ln1_w = g_ln1_b = None
-        low_precision = cd not in (torch.float32, torch.float64)
-        if low_precision and (needs[3] or needs[4] or needs[5]):
+        if narrow_ln1_grads and any(needs[3:6]):
             grads = _ln_before_parameter_grads(m, g_h1, g_h1_wide, w_down, ln1_w, ln1_b, ln1_eps)
             g_w_down, g_ln1_w, g_ln1_b = (g if need else None
                                           for g, need in zip(grads, (needs[5], needs[3], needs[4])))
@@ -238,11 +238,11 @@ class ModulatedBottleneck(torch.autograd.Function):
             g_w_down = _wide(torch.mm(g_h1.t(), z1))
             del z1
         g_z1 = torch.mm(g_h1, w_down_c)
-        ln1_mask = [True, False, False] if low_precision else [True, needs[3], needs[4]]
-        g_m, g_ln1_w_aten, g_ln1_b_aten = aten.native_layer_norm_backward(
+        ln1_mask = [True, False, False] if narrow_ln1_grads else [True, needs[3], needs[4]]
+        g_m, aten_ln1_w, aten_ln1_b = aten.native_layer_norm_backward(
             g_z1, m, [c], mean1, rstd1, ln1_w, ln1_b, ln1_mask)
-        if not low_precision:
-            g_ln1_w, g_ln1_b = g_ln1_w_aten, g_ln1_b_aten
+        if not narrow_ln1_grads:
+            g_ln1_w, g_ln1_b = aten_ln1_w, aten_ln1_b
         del g_z1, m
         g_m = g_m.view(n, length, c)
         g_x = g_m * factor if needs[0] else None

@@ -8,8 +8,8 @@ subprocess so that its peak resident memory (``VmHWM``) is the model's alone. In
 
 1. a matmul peak: a loop of large fp32 ``torch.mm`` (the machine's attainable GEMM rate), measured
    before and after the steps, the larger one kept;
-2. ``--warmup`` warm-up steps (four by default), then ``--repeats`` timed training steps (forward, loss, backward, clipping,
-   Adam) and two eval forwards; medians are reported;
+2. ``--warmup`` warm-up steps (four by default), then ``--repeats`` timed training steps (forward, loss,
+   backward, clipping, Adam) and two eval forwards; medians are reported;
 3. the peak RSS so far;
 4. the FLOPs of one training step counted by ``torch.utils.flop_counter.FlopCounterMode``;
 5. with ``--breakdown``, one more step under ``torch.profiler``: operators' self time summed by kind
